@@ -1,0 +1,275 @@
+// CPU kernels of the RubiksShift operator (forward, input gradient, shift
+// gradient). Layout (N, T, C, H, W), contiguous. Every kernel walks (n, t, c)
+// planes in memory order, in parallel through ATen's OpenMP thread pool, and
+// works row by row: a row of the result is a weighted sum of at most 4 source
+// rows (2 T taps x 2 H taps), each read with the 2 W taps. Interiors run as
+// unit-stride loops the compiler vectorises; only the edges check bounds.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../rubiks_shift.h"
+
+namespace rubiks {
+namespace {
+
+// The W-axis taps of one channel with their in-bounds ranges precomputed.
+struct RowTaps {
+  AxisTaps ax;
+  int64_t lo[2], hi[2];
+  explicit RowTaps(const AxisTaps& a) : ax(a) {
+    for (int t = 0; t < 2; ++t) ax.valid_range(t, &lo[t], &hi[t]);
+  }
+};
+
+// out[k] += w * src[k*s + off] for k in [lo, hi).
+template <typename T>
+inline void axpy_tap(T* __restrict out, const T* __restrict src, T w, int64_t s, int64_t off,
+                     int64_t lo, int64_t hi) {
+  if (s == 1) {
+    const T* __restrict p = src + off;
+#pragma omp simd
+    for (int64_t k = lo; k < hi; ++k) out[k] += w * p[k];
+  } else {
+    for (int64_t k = lo; k < hi; ++k) out[k] += w * src[k * s + off];
+  }
+}
+
+// sum_k g[k] * src[k*s + off] for k in [lo, hi).
+template <typename T>
+inline T dot_tap(const T* __restrict g, const T* __restrict src, int64_t s, int64_t off,
+                 int64_t lo, int64_t hi) {
+  T acc = 0;
+  if (s == 1) {
+    const T* __restrict p = src + off;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t k = lo; k < hi; ++k) acc += g[k] * p[k];
+  } else {
+    for (int64_t k = lo; k < hi; ++k) acc += g[k] * src[k * s + off];
+  }
+  return acc;
+}
+
+// out row += wr * (W-axis stencil applied to one source row).
+template <typename T>
+inline void accumulate_row(T* __restrict out, const T* __restrict src, T wr, const RowTaps& rt) {
+  const AxisTaps& ax = rt.ax;
+  if (ax.adjoint) {  // strided adjoint: sparse taps, checked per element
+    for (int64_t k = 0; k < ax.dst_len; ++k) {
+      T acc = 0;
+      for (int t = 0; t < ax.ntaps; ++t) {
+        const int64_t j = ax.source(t, k);
+        if (j >= 0) acc += static_cast<T>(ax.weight[t]) * src[j];
+      }
+      out[k] += wr * acc;
+    }
+    return;
+  }
+  const T w0 = wr * static_cast<T>(ax.weight[0]);
+  if (ax.ntaps == 1) {
+    axpy_tap(out, src, w0, ax.stride, ax.off[0], rt.lo[0], rt.hi[0]);
+    return;
+  }
+  const T w1 = wr * static_cast<T>(ax.weight[1]);
+  const int64_t lo = std::max(rt.lo[0], rt.lo[1]), hi = std::min(rt.hi[0], rt.hi[1]);
+  if (lo >= hi) {
+    axpy_tap(out, src, w0, ax.stride, ax.off[0], rt.lo[0], rt.hi[0]);
+    axpy_tap(out, src, w1, ax.stride, ax.off[1], rt.lo[1], rt.hi[1]);
+    return;
+  }
+  // edges where only one tap is in bounds
+  axpy_tap(out, src, w0, ax.stride, ax.off[0], rt.lo[0], lo);
+  axpy_tap(out, src, w0, ax.stride, ax.off[0], hi, rt.hi[0]);
+  axpy_tap(out, src, w1, ax.stride, ax.off[1], rt.lo[1], lo);
+  axpy_tap(out, src, w1, ax.stride, ax.off[1], hi, rt.hi[1]);
+  // interior: both taps in one pass
+  if (ax.stride == 1) {
+    const T* __restrict p0 = src + ax.off[0];
+    const T* __restrict p1 = src + ax.off[1];
+#pragma omp simd
+    for (int64_t k = lo; k < hi; ++k) out[k] += w0 * p0[k] + w1 * p1[k];
+  } else {
+    const int64_t s = ax.stride;
+    for (int64_t k = lo; k < hi; ++k)
+      out[k] += w0 * src[k * s + ax.off[0]] + w1 * src[k * s + ax.off[1]];
+  }
+}
+
+// Up to two (source index, weight) pairs of one destination index on an axis.
+struct AxisSources {
+  int64_t index[2];
+  double weight[2];
+  int sign[2];  // d(weight)/d(shift): -1 for the lower tap, +1 for the upper
+  int count = 0;
+  AxisSources(const AxisTaps& ax, int64_t i) {
+    for (int t = 0; t < ax.ntaps; ++t) {
+      const int64_t j = ax.source(t, i);
+      if (j < 0) continue;
+      index[count] = j;
+      weight[count] = ax.weight[t];
+      sign[count] = t == 0 ? -1 : 1;
+      ++count;
+    }
+  }
+};
+
+struct Sizes {
+  int64_t N, C;
+  std::array<int64_t, 3> src, dst;  // (T, H, W)
+};
+
+inline int64_t plane_grain(int64_t plane_elems) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, plane_elems));
+}
+
+// dst = stencil(src): the forward (forward taps) or the input gradient (adjoint taps).
+template <typename T>
+void apply_stencil(const T* src, T* dst, const Sizes& sz, const std::vector<ChannelTaps>& taps) {
+  const int64_t C = sz.C, Td = sz.dst[0], Hd = sz.dst[1], Wd = sz.dst[2];
+  const int64_t Ts = sz.src[0], src_plane = sz.src[1] * sz.src[2], dst_plane = Hd * Wd;
+  at::parallel_for(0, sz.N * Td * C, plane_grain(dst_plane), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, td = (p / C) % Td, n = p / (C * Td);
+      const ChannelTaps& tp = taps[c];
+      const RowTaps row_taps(tp[2]);
+      const AxisSources ts(tp[0], td);
+      T* out = dst + p * dst_plane;
+      for (int64_t hd = 0; hd < Hd; ++hd) {
+        T* orow = out + hd * Wd;
+        std::fill(orow, orow + Wd, T(0));
+        const AxisSources hs(tp[1], hd);
+        for (int a = 0; a < ts.count; ++a) {
+          const T* plane = src + ((n * Ts + ts.index[a]) * C + c) * src_plane;
+          for (int b = 0; b < hs.count; ++b) {
+            const T wr = static_cast<T>(ts.weight[a] * hs.weight[b]);
+            accumulate_row(orow, plane + hs.index[b] * sz.src[2], wr, row_taps);
+          }
+        }
+      }
+    }
+  });
+}
+
+// grad_shift[axis][c] = sum over outputs of g * d(out)/d(shift[axis][c]).
+// Each output plane (n, t, c) writes its own three partial sums (double), then
+// the planes of a channel are reduced in a fixed order: no atomics, and the
+// result does not depend on the number of threads.
+template <typename T>
+void shift_gradient(const T* x, const T* g, T* grad_shift, const Sizes& sz,
+                    const std::vector<ChannelTaps>& taps) {
+  const int64_t C = sz.C, Td = sz.dst[0], Hd = sz.dst[1], Wd = sz.dst[2];
+  const int64_t Ts = sz.src[0], src_plane = sz.src[1] * sz.src[2], dst_plane = Hd * Wd;
+  const int64_t planes = sz.N * Td * C;
+  std::vector<double> partial(planes * 3);
+  at::parallel_for(0, planes, plane_grain(dst_plane), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, td = (p / C) % Td, n = p / (C * Td);
+      const ChannelTaps& tp = taps[c];
+      const RowTaps rt(tp[2]);
+      const double ww0 = rt.ax.weight[0], ww1 = rt.ax.weight[1];
+      const AxisSources ts(tp[0], td);
+      const T* gplane = g + p * dst_plane;
+      double sum_t = 0, sum_h = 0, sum_w = 0;
+      for (int64_t hd = 0; hd < Hd; ++hd) {
+        const T* grow = gplane + hd * Wd;
+        const AxisSources hs(tp[1], hd);
+        for (int a = 0; a < ts.count; ++a) {
+          const T* plane = x + ((n * Ts + ts.index[a]) * C + c) * src_plane;
+          for (int b = 0; b < hs.count; ++b) {
+            const T* srow = plane + hs.index[b] * sz.src[2];
+            const double p0 = dot_tap(grow, srow, rt.ax.stride, rt.ax.off[0], rt.lo[0], rt.hi[0]);
+            const double p1 = dot_tap(grow, srow, rt.ax.stride, rt.ax.off[1], rt.lo[1], rt.hi[1]);
+            const double interp = ww0 * p0 + ww1 * p1;  // g . (W-interpolated row)
+            sum_t += ts.sign[a] * hs.weight[b] * interp;
+            sum_h += hs.sign[b] * ts.weight[a] * interp;
+            sum_w += ts.weight[a] * hs.weight[b] * (p1 - p0);
+          }
+        }
+      }
+      partial[p * 3 + 0] = sum_t;
+      partial[p * 3 + 1] = sum_h;
+      partial[p * 3 + 2] = sum_w;
+    }
+  });
+  const int64_t nt = sz.N * Td;
+  at::parallel_for(0, C, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double s[3] = {0, 0, 0};
+      for (int64_t i = 0; i < nt; ++i)
+        for (int a = 0; a < 3; ++a) s[a] += partial[(i * C + c) * 3 + a];
+      for (int a = 0; a < 3; ++a) grad_shift[a * C + c] = static_cast<T>(s[a]);
+    }
+  });
+}
+
+Sizes sizes_of(const at::Tensor& src, const std::vector<int64_t>& dst) {
+  return Sizes{src.size(0), src.size(2), {src.size(1), src.size(3), src.size(4)},
+               {dst[1], dst[3], dst[4]}};
+}
+
+std::array<int64_t, 3> thw(const at::Tensor& x) { return {x.size(1), x.size(3), x.size(4)}; }
+
+at::Tensor shift3d_cpu(const at::Tensor& x, const at::Tensor& shift, at::IntArrayRef stride,
+                       at::IntArrayRef padding, bool quantize) {
+  const auto out_size = shift3d_output_size(x.sizes(), shift, stride, padding);
+  check_same_kind(x, "x", shift);
+  at::Tensor out = at::empty(out_size, x.options());
+  if (out.numel() == 0) return out;
+  const at::Tensor xc = x.contiguous();
+  const auto taps = build_channel_taps(shift, thw(x), stride, padding, quantize, false);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rubiks_shift3d_cpu", [&] {
+    apply_stencil<scalar_t>(xc.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                            sizes_of(xc, out_size), taps);
+  });
+  return out;
+}
+
+at::Tensor shift3d_grad_input_cpu(const at::Tensor& grad_out, const at::Tensor& shift,
+                                  at::IntArrayRef input_size, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, bool quantize) {
+  const auto out_size = shift3d_output_size(input_size, shift, stride, padding);
+  check_grad_out(grad_out, out_size, shift);
+  at::Tensor grad_x = at::empty(input_size, grad_out.options());
+  if (grad_x.numel() == 0) return grad_x;
+  const at::Tensor gc = grad_out.contiguous();
+  const auto taps = build_channel_taps(shift, {input_size[1], input_size[3], input_size[4]},
+                                       stride, padding, quantize, true);
+  // the adjoint maps output-shaped gradients back onto the input grid
+  Sizes sz = sizes_of(grad_x, out_size);
+  std::swap(sz.src, sz.dst);
+  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "rubiks_shift3d_grad_input_cpu", [&] {
+    apply_stencil<scalar_t>(gc.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+                            sz, taps);
+  });
+  return grad_x;
+}
+
+at::Tensor shift3d_grad_shift_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+                                  const at::Tensor& shift, at::IntArrayRef stride,
+                                  at::IntArrayRef padding) {
+  const auto out_size = shift3d_output_size(x.sizes(), shift, stride, padding);
+  check_same_kind(x, "x", shift);
+  check_grad_out(grad_out, out_size, shift);
+  at::Tensor grad_shift = at::zeros_like(shift, at::MemoryFormat::Contiguous);
+  if (grad_out.numel() == 0) return grad_shift;
+  const at::Tensor xc = x.contiguous(), gc = grad_out.contiguous();
+  // the shift gradient is always that of the interpolated op (straight-through for RS-Q)
+  const auto taps = build_channel_taps(shift, thw(x), stride, padding, false, false);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rubiks_shift3d_grad_shift_cpu", [&] {
+    shift_gradient<scalar_t>(xc.const_data_ptr<scalar_t>(), gc.const_data_ptr<scalar_t>(),
+                             grad_shift.mutable_data_ptr<scalar_t>(), sizes_of(xc, out_size), taps);
+  });
+  return grad_shift;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rubiks, CPU, m) {
+  m.impl("shift3d", &shift3d_cpu);
+  m.impl("shift3d_grad_input", &shift3d_grad_input_cpu);
+  m.impl("shift3d_grad_shift", &shift3d_grad_shift_cpu);
+}
+
+}  // namespace rubiks

@@ -1,0 +1,2 @@
+"""rubiks-service: training, sweeps and tracking for RubiksNet."""
+__version__ = "0.1.0"

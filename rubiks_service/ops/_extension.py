@@ -1,0 +1,50 @@
+"""Loads the compiled extension and registers the Python halves of its ops.
+
+The extension defines the ops under `torch.ops.rubiks` (schemas and kernels in
+ext/). When it cannot be imported (not built), the public functions fall back to
+the pure-PyTorch reference and say so once, loudly.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+try:
+    from rubiks_service import _C  # noqa: F401  (importing registers torch.ops.rubiks.*)
+except ImportError as exc:  # pragma: no cover - exercised only on broken installs
+    _C = None
+    IMPORT_ERROR: ImportError | None = exc
+else:
+    IMPORT_ERROR = None
+    from . import _registration  # noqa: F401
+
+_warned: set[str] = set()
+
+
+def has_kernel(device: torch.device) -> bool:
+    """True when the compiled extension has kernels for this device type.
+
+    The 2D ops are composites of the 3D ones, so the 3D forward tells for all.
+    """
+    if _C is None:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("rubiks::shift3d", key)
+
+
+def warn_fallback(op: str, device: torch.device) -> None:
+    """One warning per (op, device) that the slow reference is being used."""
+    key = f"{op}:{device.type}"
+    if key in _warned:
+        return
+    _warned.add(key)
+    reason = f"the extension failed to import ({IMPORT_ERROR})" if _C is None else (
+        f"it has no {device.type} kernel"
+    )
+    warnings.warn(
+        f"rubiks_service: using the pure-PyTorch reference for {op} on {device.type} because {reason}; "
+        "rebuild with `pip install --no-build-isolation -e .` for the compiled kernels",
+        RuntimeWarning,
+        stacklevel=3,
+    )
