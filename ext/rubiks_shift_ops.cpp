@@ -77,7 +77,8 @@ at::Tensor shift2d_grad_shift(const at::Tensor& grad_out, const at::Tensor& x,
   return grad_shift3d_op()
       .call(grad_out.unsqueeze(1), x.unsqueeze(1), shift_as_3d(shift), thw_args(stride, 1),
             thw_args(padding, 0))
-      .narrow(0, 1, 2);
+      .narrow(0, 1, 2)
+      .clone();  // a fresh tensor, not a view at an offset into the 3-row one
 }
 
 }  // namespace

@@ -22,15 +22,18 @@ else:
 _warned: set[str] = set()
 
 
-def has_kernel(device: torch.device) -> bool:
-    """True when the compiled extension has kernels for this device type.
+# Which device types the compiled extension has kernels for, read once at import
+# (a plain dict lookup later, which torch.compile traces as a constant). The 2D
+# ops are composites of the 3D ones, so the 3D forward tells for all.
+_KERNELS = {
+    device_type: _C is not None and torch._C._dispatch_has_kernel_for_dispatch_key("rubiks::shift3d", key)
+    for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+}
 
-    The 2D ops are composites of the 3D ones, so the 3D forward tells for all.
-    """
-    if _C is None:
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("rubiks::shift3d", key)
+
+def has_kernel(device: torch.device) -> bool:
+    """True when the compiled extension has kernels for this device type."""
+    return _KERNELS.get(device.type, False)
 
 
 def warn_fallback(op: str, device: torch.device) -> None:

@@ -74,3 +74,34 @@ def shift3d(x, shift, stride=(1, 1, 1), padding=(0, 0, 0), quantize=False):
 def shift2d(x, shift, stride=(1, 1), padding=(0, 0), quantize=False):
     """Reference of `rubiks_shift2d`: x (N, C, H, W), shift (2, C) rows [H, W]."""
     return _shift(x, shift, stride, padding, quantize, dims=(2, 3), channel_dim=1)
+
+
+def shift3d_grid_sample(x, shift, stride=(1, 1, 1), padding=(0, 0, 0)):
+    """The same op written with `F.grid_sample` (trilinear, zeros padding, align_corners=True).
+
+    An independent formulation for the tests and the baseline of the benchmarks:
+    each channel becomes its own batch entry with its own sampling grid. Needs
+    every input axis longer than 1 (align_corners normalises by n - 1).
+    """
+    stride = as_tuple(stride, 3, "stride")
+    padding = as_tuple(padding, 3, "padding")
+    n, t, c, h, w = x.shape
+    axes = []
+    for row, size in enumerate((t, h, w)):
+        m = output_size(size, stride[row], padding[row])
+        pos = (torch.arange(m, device=x.device, dtype=x.dtype) * stride[row] - padding[row])[None, :] + shift[row][:, None]
+        axes.append(pos * (2.0 / (size - 1)) - 1.0)  # (C, m) in grid_sample's [-1, 1]
+    gt, gh, gw = axes
+    c_, mt, mh, mw = c, gt.shape[1], gh.shape[1], gw.shape[1]
+    grid = torch.stack(
+        [  # grid_sample wants (x, y, z) = (W, H, T) coordinates
+            gw[:, None, None, :].expand(c_, mt, mh, mw),
+            gh[:, None, :, None].expand(c_, mt, mh, mw),
+            gt[:, :, None, None].expand(c_, mt, mh, mw),
+        ],
+        dim=-1,
+    )
+    volumes = x.permute(0, 2, 1, 3, 4).reshape(n * c, 1, t, h, w)
+    grid = grid.unsqueeze(0).expand(n, -1, -1, -1, -1, -1).reshape(n * c, mt, mh, mw, 3)
+    out = torch.nn.functional.grid_sample(volumes, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.reshape(n, c, mt, mh, mw).permute(0, 2, 1, 3, 4)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine: a virtualenv in .venv, torch 2.13.0 (the
+# local CPU wheel on these machines; an unpinned torch would pull CUDA packages),
+# the project's pinned dependencies, and the compiled extension (built against
+# the installed torch, hence --no-build-isolation).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip -q --disable-pip-version-check)
+
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  echo "[setup] installing build tools and torch==2.13.0"
+  "${PIP[@]}" install --upgrade pip setuptools wheel
+  "${PIP[@]}" install torch==2.13.0
+fi
+"${PIP[@]}" install "pybind11>=2.12" ninja
+echo "[setup] installing rubiks-service and building the extension (ext/)"
+"${PIP[@]}" install --no-build-isolation -e '.[test]'
+.venv/bin/python -c 'import torch; from rubiks_service.ops import has_kernel; \
+assert has_kernel(torch.device("cpu")), "the compiled extension did not build"; print("[setup] extension ok")'
