@@ -78,6 +78,14 @@ class TemporalAttentionShift(nn.Module):
             out = term if out is None else out + term
         return out
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a converted checkpoint carries `hard_shift`: make room so a strict load restores it
+        key = prefix + "hard_shift"
+        if key in state_dict and self.hard_shift is None:
+            self.hard_shift = torch.empty_like(state_dict[key])
+            self.weight.requires_grad_(False)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _hard_shift_3d(self, dtype: torch.dtype) -> torch.Tensor:
         zeros = torch.zeros_like(self.hard_shift, dtype=dtype)
         return torch.stack([self.hard_shift.to(dtype), zeros, zeros])

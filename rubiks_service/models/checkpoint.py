@@ -1,0 +1,67 @@
+"""Checkpoints in the reference release's format.
+
+A checkpoint is a dict with `tier`, `num_classes`, `num_frames`, `variant` and
+`model` (the state dict, with the release's key names), so the published
+weights load with strict=True. Our own checkpoints add keys beside those
+(`optimizer`, `epoch`, `config`, ...) without changing them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .rubiksnet import TIERS, RubiksNet, rubiksnet
+
+# the release names its variants after its modules; ours are the paper's
+VARIANT_ALIASES = {"rubiks3d": "rs", "rubiks3d-q": "rs-q", "rubiks3d-aq": "rs-aq"}
+RELEASE_KEYS = ("tier", "num_classes", "num_frames", "variant", "model")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is not in the expected format."""
+
+
+def checkpoint_dict(model: RubiksNet, **extra: Any) -> dict[str, Any]:
+    if not isinstance(model, RubiksNet) or model.tier is None:
+        raise TypeError("checkpoint_dict needs a RubiksNet built by a tier (rubiksnet('tiny'), ...)")
+    clashes = set(extra) & set(RELEASE_KEYS)
+    if clashes:
+        raise ValueError(f"extra checkpoint keys clash with the release format: {sorted(clashes)}")
+    return {
+        "tier": model.tier,
+        "num_classes": model.cfg.num_classes,
+        "num_frames": model.cfg.num_frames,
+        "variant": model.cfg.variant,
+        "model": model.state_dict(),
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, model: RubiksNet, **extra: Any) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a checkpoint."""
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(checkpoint_dict(model, **extra), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, map_location: str | torch.device = "cpu", strict: bool = True, **overrides: Any
+) -> tuple[RubiksNet, dict[str, Any]]:
+    """Build the model a checkpoint describes and load its weights; returns (model, checkpoint)."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
+        raise CheckpointError(f"cannot read checkpoint {os.fspath(path)!r}: {exc}") from exc
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in RELEASE_KEYS):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{os.fspath(path)!r} is not a RubiksNet checkpoint: needs keys {RELEASE_KEYS}, found {found}")
+    if ckpt["tier"] not in TIERS:
+        raise CheckpointError(f"{os.fspath(path)!r}: unknown tier {ckpt['tier']!r}")
+    variant = VARIANT_ALIASES.get(ckpt["variant"], ckpt["variant"])
+    model = rubiksnet(
+        ckpt["tier"], variant=variant, num_classes=int(ckpt["num_classes"]), num_frames=int(ckpt["num_frames"]), **overrides
+    )
+    model.load_state_dict(ckpt["model"], strict=strict)
+    return model, ckpt

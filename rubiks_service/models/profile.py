@@ -1,0 +1,165 @@
+"""Parameters, multiply-accumulates and latency of a video model.
+
+Convention (the paper's and TSM's): FLOPs are multiply-accumulates (MACs) for
+one clip of `frames` frames at `size`^2, one view. Counted by forward hooks on a
+real forward pass:
+
+* conv / linear: one MAC per weight use (`out_elems * in_ch/groups * k*k`, `out * in`);
+* batch norm: 2 per element (normalise, then scale and shift);
+* interpolated shift (RS): 8 per output element (one per trilinear corner);
+  quantized shift (RS-Q) and a converted AQ shift: 0 (a gather);
+* AQ attention shift before conversion: 2k+1 per element;
+* squeeze-excite gate: 1 per element (its FCs are linear layers above);
+* TSM temporal shift, ReLU, pooling and additions: 0 (memory movement / comparisons).
+
+With these, conv+FC MACs of RubiksNet tiny/small/medium/large are 3.695G /
+6.506G / 10.926G / 15.347G and the totals land within 1% of the paper's 3.9G /
+6.8G / 11.2G / 15.8G.
+
+`params` counts every parameter; `inference_params` leaves out the AQ attention
+weights, which hard-max conversion discards (how the release reports AQ models).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from rubiks_service.ops import RubiksShift2d, RubiksShift3d
+from rubiks_service.ops.attention_shift import TemporalAttentionShift
+
+from .rubiksnet import SqueezeExcite
+
+
+@dataclass
+class ModelProfile:
+    model: str
+    num_classes: int
+    frames: int
+    size: int
+    params: int
+    inference_params: int
+    macs: int
+    macs_by_kind: dict[str, int]
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    latency_ms: float | None = None
+    device: str | None = None
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["gmacs"] = round(self.gmacs, 4)
+        return out
+
+
+def _macs_of(module: nn.Module, out: torch.Tensor) -> tuple[str, int] | None:
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return "conv", out.numel() * (module.in_channels // module.groups) * k
+    if isinstance(module, nn.Linear):
+        return "linear", out.numel() * module.in_features
+    if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+        return "batchnorm", 2 * out.numel()
+    if isinstance(module, RubiksShift3d | RubiksShift2d):
+        return "shift", 0 if module.quantize else 8 * out.numel()
+    if isinstance(module, TemporalAttentionShift):
+        return "attention_shift", 0 if module.converted else (2 * module.max_shift + 1) * out.numel()
+    if isinstance(module, SqueezeExcite):
+        return "se_gate", out.numel()
+    return None
+
+
+def _stage(name: str) -> str:
+    parts = name.split(".")
+    if parts[0] == "backbone" and len(parts) > 1:
+        return "stem" if parts[1] == "conv1" else ("head" if parts[1] == "bn_last" else parts[1])
+    if parts[0].startswith("layer"):
+        return parts[0]
+    return "stem" if parts[0] in ("conv1", "bn1") else "head"
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, parameters kept for inference after AQ conversion)."""
+    total = sum(p.numel() for p in model.parameters())
+    attention = sum(m.weight.numel() for m in model.modules() if isinstance(m, TemporalAttentionShift))
+    return total, total - attention
+
+
+def profile_model(
+    model: nn.Module,
+    *,
+    name: str = "model",
+    frames: int = 8,
+    size: int = 224,
+    latency: bool = False,
+    device: str | torch.device = "cpu",
+    warmup: int = 2,
+    repeats: int = 5,
+) -> ModelProfile:
+    """Count params and MACs for one clip (N=1); optionally time the forward pass."""
+    device = torch.device(device)
+    was_training = model.training
+    model = model.to(device).eval()
+    by_kind: dict[str, int] = defaultdict(int)
+    by_stage: dict[str, dict[str, int]] = defaultdict(lambda: {"macs": 0, "params": 0})
+    handles = []
+    for mod_name, module in model.named_modules():
+        def hook(mod, inputs, out, mod_name=mod_name):
+            counted = _macs_of(mod, out)
+            if counted:
+                by_kind[counted[0]] += counted[1]
+                by_stage[_stage(mod_name)]["macs"] += counted[1]
+        handles.append(module.register_forward_hook(hook))
+    clip = torch.randn(1, frames, 3, size, size, device=device)
+    try:
+        with torch.no_grad():
+            model(clip)
+    finally:
+        for h in handles:
+            h.remove()
+    for p_name, p in model.named_parameters():
+        by_stage[_stage(p_name)]["params"] += p.numel()
+    params, inference_params = count_params(model)
+    latency_ms = None
+    if latency:
+        latency_ms = _time_forward(model, clip, warmup, repeats)
+    model.train(was_training)
+    num_classes = next((m.out_features for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), 0)
+    return ModelProfile(
+        model=name,
+        num_classes=num_classes,
+        frames=frames,
+        size=size,
+        params=params,
+        inference_params=inference_params,
+        macs=sum(by_kind.values()),
+        macs_by_kind=dict(by_kind),
+        stages={k: by_stage[k] for k in sorted(by_stage, key=_stage_order)},
+        latency_ms=latency_ms,
+        device=str(device) if latency else None,
+    )
+
+
+def _stage_order(stage: str) -> tuple[int, str]:
+    return (0, "") if stage == "stem" else (2, "") if stage == "head" else (1, stage)
+
+
+def _time_forward(model: nn.Module, clip: torch.Tensor, warmup: int, repeats: int) -> float:
+    sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(clip)
+        sync()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(clip)
+            sync()
+            times.append(time.perf_counter() - start)
+    return 1e3 * sorted(times)[len(times) // 2]

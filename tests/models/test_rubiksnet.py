@@ -1,0 +1,76 @@
+"""RubiksNet tiers: exact release parameter counts and state-dict layout, forward/backward."""
+import json
+import os
+
+import pytest
+import torch
+
+from rubiks_service.models import MODEL_NAMES, build_model, rubiksnet
+
+SHAPES_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_state_dict_shapes.json")
+
+RELEASE_PARAMS = {"tiny": 1_898_760, "small": 3_597_366, "medium": 6_185_622, "large": 8_538_294}
+
+
+@pytest.fixture(scope="module")
+def release_shapes():
+    if not os.path.exists(SHAPES_FILE):
+        pytest.skip("shared/reference/official_state_dict_shapes.json not beside the checkout")
+    with open(SHAPES_FILE) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("tier,count", RELEASE_PARAMS.items())
+@pytest.mark.parametrize("variant", ["rs", "rs-q"])
+def test_parameter_counts_match_release(tier, count, variant):
+    model = rubiksnet(tier, variant=variant)
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+@pytest.mark.parametrize(
+    "tier,variant,key",
+    [("tiny", "rs", "tiny/rubiks3d"), ("small", "rs", "small/rubiks3d"), ("medium", "rs", "medium/rubiks3d"),
+     ("large", "rs", "large/rubiks3d"), ("large", "rs-aq", "large/rubiks3d-aq")],
+)
+def test_state_dict_matches_release_shapes(release_shapes, tier, variant, key):
+    ours = {k: list(v.shape) for k, v in rubiksnet(tier, variant=variant).state_dict().items()}
+    assert ours == release_shapes[key]
+
+
+def test_aq_parameter_count():
+    model = rubiksnet("large", variant="rs-aq")
+    assert sum(p.numel() for p in model.parameters()) == 8_563_854  # the release's AQ checkpoint
+
+
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n.startswith("rubiksnet")])
+@pytest.mark.parametrize("variant", ["rs", "rs-q", "rs-aq"])
+def test_forward_backward_small_resolution(name, variant):
+    if name in ("rubiksnet-medium", "rubiksnet-large") and variant != "rs":
+        pytest.skip("deep tiers: one variant is enough at CPU test speed")
+    model = build_model(name, num_classes=10, num_frames=4, variant=variant)
+    clips = torch.randn(2, 4, 3, 32, 32)
+    logits = model(clips)
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    logits.logsumexp(dim=1).mean().backward()
+    shift_grads = [p.grad for n, p in model.named_parameters() if n.endswith("shift")]
+    assert shift_grads and all(g is not None and torch.isfinite(g).all() for g in shift_grads)
+
+
+def test_logits_are_frame_average():
+    model = rubiksnet("tiny", num_classes=5, num_frames=2, dropout=0.3).eval()
+    clips = torch.randn(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.backbone(clips.flatten(0, 1))
+        per_frame = model.new_fc(feats)
+        torch.testing.assert_close(model(clips), per_frame.mean(dim=0, keepdim=True))
+
+
+def test_bad_config_and_input():
+    with pytest.raises(ValueError, match="unknown RubiksNet tier"):
+        rubiksnet("huge")
+    with pytest.raises(ValueError, match="unknown RubiksNet variant"):
+        rubiksnet("tiny", variant="rs-x")
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("resnet-3d")
+    with pytest.raises(ValueError, match=r"\(N, 8, 3, H, W\)"):
+        rubiksnet("tiny")(torch.randn(1, 4, 3, 32, 32))

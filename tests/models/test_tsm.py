@@ -1,0 +1,37 @@
+"""TSM baselines: parameter counts and MACs, the shift equals the shift op with integer shifts."""
+import pytest
+import torch
+
+from rubiks_service.models import build_model, temporal_shift
+from rubiks_service.models.profile import profile_model
+from rubiks_service.ops import rubiks_shift3d
+
+
+def test_tsm_shift_is_the_shift_op_with_integer_shifts():
+    x = torch.randn(2, 8, 24, 5, 5)
+    fold = 24 // 8
+    shift = torch.zeros(3, 24)
+    shift[0, :fold], shift[0, fold : 2 * fold] = 1.0, -1.0
+    torch.testing.assert_close(temporal_shift(x), rubiks_shift3d(x, shift), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name,params,gmacs", [("tsm-r50", 23.87e6, 33.0), ("tsm-r18", 11.3e6, 14.5)])
+def test_known_figures(name, params, gmacs):
+    prof = profile_model(build_model(name))  # 174 classes, 8 frames at 224^2
+    assert abs(prof.params - params) / params < 0.01
+    assert abs(prof.gmacs - gmacs) / gmacs < 0.03
+
+
+def test_per_frame_baseline_has_no_temporal_mixing():
+    model = build_model("tsm-r18", num_classes=4, num_frames=4, temporal_shift=False).eval()
+    clips = torch.randn(1, 4, 3, 32, 32)
+    shuffled = clips[:, [2, 0, 3, 1]]
+    with torch.no_grad():  # frame order cannot matter without temporal shift
+        torch.testing.assert_close(model(clips), model(shuffled), atol=1e-5, rtol=1e-5)
+        shifted = build_model("tsm-r18", num_classes=4, num_frames=4).eval()
+        assert not torch.allclose(shifted(clips), shifted(shuffled), atol=1e-5)
+
+
+def test_forward_backward():
+    model = build_model("tsm-r50", num_classes=5, num_frames=2)
+    model(torch.randn(2, 2, 3, 32, 32)).sum().backward()
