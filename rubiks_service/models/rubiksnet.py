@@ -43,6 +43,7 @@ class RubiksNetConfig:
     normalize_grad: bool = True
     temporal_factor: float = 1.0  # lambda of the scaled gradient normalisation
     aq_max_shift: int = 1
+    fixed_shifts: bool = False  # ablation (paper Table 4): frozen TSM temporal + ShiftNet spatial shifts
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -51,6 +52,8 @@ class RubiksNetConfig:
             raise ValueError(f"bad RubiksNet shape: width={self.width}, repeats={self.repeats}")
         if self.num_classes < 1 or self.num_frames < 1:
             raise ValueError("num_classes and num_frames must be >= 1")
+        if self.fixed_shifts and self.variant == "rs-aq":
+            raise ValueError("fixed_shifts applies to the rs / rs-q variants (the shifts are not learned)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -119,9 +122,9 @@ class RubiksBlock(nn.Module):
             self.as3 = RubiksShift2d(planes, stride=stride, init="uniform", **shift_kwargs)
         else:
             self.conv2 = conv2
-            init = cfg.shift_init
+            init = "tsm-grid" if cfg.fixed_shifts else cfg.shift_init
             self.as3 = _ShiftHolder(
-                RubiksShift3d(planes, stride=(1, stride, stride), init=init,
+                RubiksShift3d(planes, stride=(1, stride, stride), init=init, learnable=not cfg.fixed_shifts,
                               temporal_factor=cfg.temporal_factor, **shift_kwargs)
             )
         self.bn2 = nn.BatchNorm2d(planes)

@@ -10,7 +10,7 @@ from ._checks import as_tuple
 from .functional import rubiks_shift2d, rubiks_shift3d
 from .grad_norm import with_normalized_grad
 
-SHIFT_INITS = ("uniform", "tsm", "zeros")
+SHIFT_INITS = ("uniform", "tsm", "zeros", "grid", "tsm-grid")
 
 
 def init_shift_uniform_(shift: torch.Tensor, bound: float = 1.0) -> torch.Tensor:
@@ -33,6 +33,23 @@ def init_shift_tsm_(shift: torch.Tensor, fold_div: int = 8, noise: float = 1e-3)
     return shift
 
 
+def init_shift_grid_(shift: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
+    """ShiftNet-style spatial grid on the last two rows [H, W]: channel groups take the
+    k*k integer offsets of a k x k kernel in turn (leftover channels shift 0)."""
+    radius = kernel_size // 2
+    offsets = torch.arange(-radius, radius + 1, dtype=shift.dtype)
+    dh = offsets.repeat_interleave(kernel_size)
+    dw = offsets.repeat(kernel_size)
+    channels = shift.shape[1]
+    group = channels // kernel_size**2
+    with torch.no_grad():
+        shift[-2:].zero_()
+        if group:
+            shift[-2, : group * kernel_size**2] = dh.repeat_interleave(group)
+            shift[-1, : group * kernel_size**2] = dw.repeat_interleave(group)
+    return shift
+
+
 def _init(shift: torch.Tensor, init: str) -> None:
     if init == "uniform":
         init_shift_uniform_(shift)
@@ -43,6 +60,18 @@ def _init(shift: torch.Tensor, init: str) -> None:
     elif init == "zeros":
         with torch.no_grad():
             shift.zero_()
+    elif init == "grid":
+        with torch.no_grad():
+            shift.zero_()
+        init_shift_grid_(shift)
+    elif init == "tsm-grid":  # the paper's fixed-shift ablation (Table 4): TSM in time, ShiftNet in space
+        if shift.shape[0] != 3:
+            raise ValueError("the 'tsm-grid' init needs a temporal row (3D shift)")
+        with torch.no_grad():
+            shift.zero_()
+            fold = shift.shape[1] // 8
+            shift[0, :fold], shift[0, fold : 2 * fold] = 1.0, -1.0
+        init_shift_grid_(shift)
     else:
         raise ValueError(f"unknown shift init {init!r}; choose one of {SHIFT_INITS}")
 
@@ -60,6 +89,7 @@ class _RubiksShiftNd(nn.Module):
         normalize_grad: bool = True,
         temporal_factor: float = 1.0,
         init: str = "uniform",
+        learnable: bool = True,
     ) -> None:
         super().__init__()
         if num_channels < 1:
@@ -70,7 +100,7 @@ class _RubiksShiftNd(nn.Module):
         self.quantize = quantize
         self.normalize_grad = normalize_grad
         self.temporal_factor = float(temporal_factor)
-        self.shift = nn.Parameter(torch.empty(self.rank, num_channels))
+        self.shift = nn.Parameter(torch.empty(self.rank, num_channels), requires_grad=learnable)
         _init(self.shift, init)
 
     def effective_shift(self) -> torch.Tensor:

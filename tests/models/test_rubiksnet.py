@@ -74,3 +74,17 @@ def test_bad_config_and_input():
         build_model("resnet-3d")
     with pytest.raises(ValueError, match=r"\(N, 8, 3, H, W\)"):
         rubiksnet("tiny")(torch.randn(1, 4, 3, 32, 32))
+
+
+def test_fixed_shift_ablation():
+    model = rubiksnet("tiny", fixed_shifts=True, num_frames=4, num_classes=3)
+    shift = model.backbone.layer1[0].as3.rubiks3d.shift
+    assert not shift.requires_grad
+    c = shift.shape[1]  # 54 channels: 6 per 3x3 offset, 6 each way in time
+    assert torch.equal(shift[0, :6], torch.ones(6)) and torch.equal(shift[0, 6:12], -torch.ones(6))
+    offsets = {(int(h), int(w)) for h, w in zip(shift[1], shift[2])}
+    assert offsets == {(h, w) for h in (-1, 0, 1) for w in (-1, 0, 1)} and c == 54
+    model(torch.randn(1, 4, 3, 32, 32)).sum().backward()
+    assert shift.grad is None
+    with pytest.raises(ValueError, match="fixed_shifts"):
+        rubiksnet("tiny", variant="rs-aq", fixed_shifts=True)
