@@ -1,0 +1,191 @@
+"""The Ray Data input pipeline: manifest -> decoded, sampled, augmented clips.
+
+    read_csv / read_parquet(manifest)  ->  random_shuffle (train)
+      ->  map_batches(ClipDecoder)      (decord, TSN sampling, crops, flip; uint8 out)
+      ->  iter_torch_batches            (in the Train workers, via get_dataset_shard)
+
+A video that cannot be read (missing, empty, truncated, corrupt) or whose label
+is not in the class list does not stop the pipeline: its row comes out with
+valid=False (a warning names the path), and `ClipBatches` drops it and counts
+it; `DataQualityMonitor` raises a clear error when more than the allowed
+fraction of the data is unusable, so a run never silently trains on less.
+
+Clips travel as uint8 (V, T, S, S, 3) arrays (V views: 1 for training and the
+1-clip protocol, 6 for 2-clip = 2 clips x 3 crops) and are normalised on the
+consumer's device.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import sampling, transforms
+from .manifest import Manifest, ManifestError, _label_index, read_manifest
+from .video import VideoReadError, read_clips
+
+log = logging.getLogger(__name__)
+
+MODES = ("train", "1clip", "2clip")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How one video becomes the model's input."""
+
+    segments: int = 8  # frames per clip (TSN segments)
+    crop_size: int = 112
+    mode: str = "train"  # train | 1clip | 2clip
+    short_side: int | None = None  # decode-time resize; default 256 * crop / 224
+    flip: bool = True  # train only
+    flip_pairs: Mapping[int, int] = field(default_factory=dict)  # classes that swap under a flip
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown clip mode {self.mode!r}; choose one of {MODES}")
+        if self.segments < 1 or self.crop_size < 8:
+            raise ValueError(f"bad clip spec: segments={self.segments}, crop_size={self.crop_size}")
+
+    @property
+    def views(self) -> int:
+        return 6 if self.mode == "2clip" else 1
+
+    @property
+    def decode_short_side(self) -> int:
+        return self.short_side or transforms.eval_short_side(self.crop_size)
+
+
+def make_views(clips: Sequence[np.ndarray], label: int, spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Sampled clips of one video -> (V, T, S, S, 3) uint8 views and the (possibly swapped) label."""
+    if spec.mode == "train":
+        clip = transforms.multi_scale_crop(clips[0], spec.crop_size, rng)
+        if spec.flip:
+            clip, label = transforms.horizontal_flip(clip, label, rng, spec.flip_pairs)
+        return np.ascontiguousarray(clip)[None], label
+    short = [transforms.resize_short_side(c, spec.decode_short_side) for c in clips]
+    if spec.mode == "1clip":
+        return np.ascontiguousarray(transforms.center_crop(short[0], spec.crop_size))[None], label
+    views = [v for c in short for v in transforms.three_crops(c, spec.crop_size)]
+    return np.ascontiguousarray(np.stack(views)), label
+
+
+class ClipDecoder:
+    """`map_batches` stage: manifest rows -> {clip, label, valid}; bad videos flagged, not raised."""
+
+    def __init__(self, spec: ClipSpec, classes: Sequence[str], root: str, seed: int | None = None) -> None:
+        self.spec = spec
+        self.classes = list(classes)
+        self.by_name = {name: i for i, name in enumerate(self.classes)}
+        self.root = root
+        self.rng = np.random.default_rng(seed)
+
+    def _choose(self, num_frames: int) -> list[np.ndarray]:
+        return sampling.clip_indices(num_frames, self.spec.segments, self.spec.mode, self.rng)
+
+    def decode(self, path: str, label) -> tuple[np.ndarray, int, bool]:
+        spec = self.spec
+        empty = np.zeros((spec.views, spec.segments, spec.crop_size, spec.crop_size, 3), np.uint8)
+        index = _label_index(label.item() if hasattr(label, "item") else label, self.classes, self.by_name)
+        if index is None:
+            log.warning("skipping %s: label %r not in the class list", path, label)
+            return empty, -1, False
+        full = path if os.path.isabs(path) else os.path.join(self.root, path)
+        try:
+            clips = read_clips(full, self._choose, spec.decode_short_side)
+            views, index = make_views(clips, index, spec, self.rng)
+        except VideoReadError as exc:
+            log.warning("skipping unreadable video %s", exc)
+            return empty, index, False
+        return views, index, True
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = [self.decode(str(p), label) for p, label in zip(batch["path"], batch["label"])]
+        return {
+            "clip": np.stack([o[0] for o in out]),
+            "label": np.array([o[1] for o in out], dtype=np.int64),
+            "valid": np.array([o[2] for o in out], dtype=bool),
+        }
+
+
+def build_dataset(
+    manifest_path: str,
+    spec: ClipSpec,
+    *,
+    data_root: str | None = None,
+    classes: Sequence[str] | str | None = None,
+    batch_size: int = 8,
+    shuffle: bool | None = None,
+    num_blocks: int | None = None,
+    decode_cpus: float = 1.0,
+    concurrency: int | None = None,
+    seed: int | None = None,
+):
+    """A Ray Dataset of decoded clips, plus the validated `Manifest` it was built from."""
+    import ray.data
+
+    manifest = read_manifest(manifest_path, data_root=data_root, classes=classes)
+    if len(manifest) == 0:
+        raise ManifestError(f"{manifest_path}: no usable rows ({len(manifest.skipped)} skipped)")
+    reader = ray.data.read_parquet if manifest_path.endswith(".parquet") else ray.data.read_csv
+    ds = reader(manifest_path).select_columns(["path", "label"])
+    blocks = num_blocks or max(1, min(len(manifest) // batch_size, 64))
+    ds = ds.repartition(blocks)
+    if shuffle if shuffle is not None else spec.mode == "train":
+        ds = ds.random_shuffle(seed=seed)
+    root = data_root or os.path.dirname(os.path.abspath(manifest_path))
+    ds = ds.map_batches(
+        ClipDecoder,
+        fn_constructor_kwargs={"spec": spec, "classes": manifest.classes, "root": root, "seed": seed},
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=decode_cpus,
+        compute=ray.data.ActorPoolStrategy(size=concurrency or 1),
+    )
+    return ds, manifest
+
+
+class DataQualityError(RuntimeError):
+    """Too much of the data could not be used."""
+
+
+@dataclass
+class DataQualityMonitor:
+    """Counts usable and unusable rows; `check()` enforces the minimum usable fraction."""
+
+    min_valid_fraction: float = 0.9
+    seen: int = 0
+    bad: int = 0
+
+    def update(self, valid: torch.Tensor) -> None:
+        self.seen += int(valid.numel())
+        self.bad += int((~valid).sum())
+
+    @property
+    def valid_fraction(self) -> float:
+        return 1.0 if self.seen == 0 else 1 - self.bad / self.seen
+
+    def check(self) -> None:
+        if self.seen and self.valid_fraction < self.min_valid_fraction:
+            raise DataQualityError(
+                f"only {self.seen - self.bad}/{self.seen} videos ({100 * self.valid_fraction:.1f}%) could be read, "
+                f"below the required {100 * self.min_valid_fraction:.0f}%: see the warnings for the paths"
+            )
+
+
+def clip_batches(
+    batches: Iterator[dict[str, torch.Tensor]], monitor: DataQualityMonitor, device: torch.device | str = "cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised (N, V, T, 3, S, S) float clips and labels from `iter_torch_batches` output;
+    invalid rows are dropped and counted."""
+    for batch in batches:
+        valid = batch["valid"].bool()
+        monitor.update(valid)
+        if not valid.any():
+            continue
+        clips = batch["clip"][valid].to(device, non_blocking=True)
+        yield transforms.normalize(clips), batch["label"][valid].to(device)
+    monitor.check()
