@@ -65,6 +65,70 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_synth(args: argparse.Namespace) -> int:
+    from rubiks_service.data.synth import SynthConfig, generate
+
+    cfg = SynthConfig(train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                      num_frames=args.frames, size=args.size, seed=args.seed)
+    paths = generate(args.out_dir, cfg, progress=not args.json)
+    print(json.dumps(paths, indent=2) if args.json else "\n".join(f"{k:>8}: {v}" for k, v in paths.items()))
+    return 0
+
+
+PREPARE_INPUTS = {
+    "ssv2": "LABELS_JSON SPLIT_JSON",
+    "ssv1": "LIST_FILE [CATEGORY_FILE]",
+    "tsm-list": "LIST_FILE",
+    "ucf101": "CLASS_INDEX SPLIT_FILE",
+    "hmdb51": "SPLIT_DIR (with --split, --subset)",
+    "kinetics": "CSV_FILE",
+}
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    import os
+
+    from rubiks_service.data.adapters import ADAPTERS
+    from rubiks_service.data.manifest import ManifestError, write_classes, write_manifest
+
+    adapter = ADAPTERS[args.format]
+    kwargs = {"split": args.split, "subset": args.subset} if args.format == "hmdb51" else {}
+    try:
+        rows, classes = adapter(*args.inputs, **kwargs)
+    except (ManifestError, OSError, TypeError, ValueError, KeyError) as exc:
+        print(f"rubiks data prepare {args.format}: {exc} (inputs: {PREPARE_INPUTS[args.format]})", file=sys.stderr)
+        return 2
+    write_manifest(rows, args.out)
+    classes_path = write_classes(classes, os.path.join(os.path.dirname(os.path.abspath(args.out)), "classes.txt"))
+    summary = {"manifest": args.out, "classes_file": classes_path, "rows": len(rows), "classes": len(classes)}
+    print(json.dumps(summary, indent=2) if args.json else f"wrote {len(rows)} rows, {len(classes)} classes -> {args.out}")
+    return 0
+
+
+def _data_inspect(args: argparse.Namespace) -> int:
+    from rubiks_service.data.inspect import inspect_manifest
+    from rubiks_service.data.manifest import ManifestError
+
+    try:
+        report = inspect_manifest(args.manifest, data_root=args.data_root, classes=args.classes,
+                                  check_videos=not args.no_check, progress=not args.json)
+    except ManifestError as exc:
+        print(f"rubiks data inspect: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"{report.manifest}: {report.videos} videos, {report.classes} classes, "
+              f"frames {report.frames_min}..{report.frames_max}")
+        for name, count in report.counts_per_class.items():
+            print(f"  {count:>7}  {name}")
+        for row in report.skipped_rows:
+            print(f"  skipped: {row}")
+        for bad in report.unreadable:
+            print(f"  unreadable: {bad['error']}")
+    return 1 if report.unreadable else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rubiks", description="RubiksNet training service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +147,34 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", help="device for --latency (default: cuda if available)")
     prof.add_argument("--json", action="store_true", help="print JSON")
     prof.set_defaults(func=_profile)
+
+    data = sub.add_parser("data", help="datasets: synthesise, prepare manifests, inspect").add_subparsers(
+        dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write the built-in motion dataset (mp4 + manifests)")
+    synth.add_argument("out_dir")
+    synth.add_argument("--train-per-class", type=int, default=40)
+    synth.add_argument("--val-per-class", type=int, default=10)
+    synth.add_argument("--frames", type=int, default=16)
+    synth.add_argument("--size", type=int, default=64)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--json", action="store_true")
+    synth.set_defaults(func=_data_synth)
+    prepare = data.add_parser("prepare", help="convert annotation files to a manifest (+ classes.txt)",
+                              epilog="inputs: " + "; ".join(f"{k}: {v}" for k, v in PREPARE_INPUTS.items()))
+    prepare.add_argument("format", choices=sorted(PREPARE_INPUTS))
+    prepare.add_argument("inputs", nargs="+")
+    prepare.add_argument("--out", required=True, help="manifest to write (.csv or .parquet)")
+    prepare.add_argument("--split", type=int, default=1, help="hmdb51 split number")
+    prepare.add_argument("--subset", choices=["train", "test"], default="train", help="hmdb51 subset")
+    prepare.add_argument("--json", action="store_true")
+    prepare.set_defaults(func=_data_prepare)
+    insp = data.add_parser("inspect", help="counts per class and unreadable videos of a manifest")
+    insp.add_argument("manifest")
+    insp.add_argument("--data-root")
+    insp.add_argument("--classes", help="class list file (default: classes.txt beside the manifest)")
+    insp.add_argument("--no-check", action="store_true", help="do not open the videos")
+    insp.add_argument("--json", action="store_true")
+    insp.set_defaults(func=_data_inspect)
     return parser
 
 
