@@ -82,6 +82,7 @@ class ClipDecoder:
         self.by_name = {name: i for i, name in enumerate(self.classes)}
         self.root = root
         self.rng = np.random.default_rng(seed)
+        torch.set_num_threads(1)  # one decoder actor per CPU: no oversubscription from resize ops
 
     def _choose(self, num_frames: int) -> list[np.ndarray]:
         return sampling.clip_indices(num_frames, self.spec.segments, self.spec.mode, self.rng)
