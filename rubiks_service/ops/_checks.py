@@ -46,6 +46,17 @@ def output_shape(x_shape: Sequence[int], stride: Sequence[int], padding: Sequenc
     return [n, c, output_size(h, stride[0], padding[0]), output_size(w, stride[1], padding[1])]
 
 
+def autocast_casts_shift(x: torch.Tensor, shift: torch.Tensor) -> bool:
+    """True when the compiled op will cast `shift` to x's dtype itself: under
+    torch.autocast("cuda") its AutocastCUDA kernel (ext/cuda/rubiks_shift_cuda.cpp)
+    runs the op in x's dtype, so a float32 shift parameter may meet bf16/fp16 features."""
+    if x.device.type != "cuda" or not (x.dtype.is_floating_point and shift.dtype.is_floating_point):
+        return False
+    from ._extension import has_kernel  # late: _extension imports this module's users
+
+    return has_kernel(x.device) and torch.is_autocast_enabled("cuda")
+
+
 def check_shift_args(x, shift, stride, padding, *, rank: int, op: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Validate the arguments of the rank-`rank` shift op; returns (stride, padding) as tuples."""
     layout = _LAYOUTS[rank]
@@ -59,7 +70,7 @@ def check_shift_args(x, shift, stride, padding, *, rank: int, op: str) -> tuple[
             f"{op}: shift must have shape ({rank}, C) = ({rank}, {channels}) with rows {_AXES[rank]}, "
             f"got {tuple(shift.shape)}"
         )
-    if x.dtype != shift.dtype:
+    if x.dtype != shift.dtype and not autocast_casts_shift(x, shift):
         raise TypeError(f"{op}: dtype mismatch, x is {x.dtype} but shift is {shift.dtype}")
     if x.device != shift.device:
         raise ValueError(f"{op}: x is on {x.device} but shift is on {shift.device}")
