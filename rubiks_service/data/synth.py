@@ -70,8 +70,9 @@ def render_video(label: str, rng: np.random.Generator, num_frames: int = 16, siz
     t = np.arange(num_frames) - (num_frames - 1) / 2  # centred time: pairs are time reversals
     radius = np.full(num_frames, rng.uniform(size * 0.12, size * 0.2))
     angle = np.full(num_frames, rng.uniform(0, 2 * np.pi))
-    speed = rng.uniform(1.0, 2.2)  # pixels per frame
-    travel = speed * (num_frames - 1) / 2
+    speed = rng.uniform(1.5, 3.0)  # pixels per frame
+    travel = min(speed * (num_frames - 1) / 2, size / 2 - radius[0] - 3)  # the path stays inside the frame
+    speed = travel / ((num_frames - 1) / 2)
     margin = radius[0] + 2
     cx = np.full(num_frames, rng.uniform(margin, size - margin))
     cy = np.full(num_frames, rng.uniform(margin, size - margin))
@@ -80,10 +81,10 @@ def render_video(label: str, rng: np.random.Generator, num_frames: int = 16, siz
     elif label in ("move_up", "move_down"):
         cy = np.full(num_frames, rng.uniform(margin + travel, size - margin - travel)) + speed * t * (1 if label == "move_down" else -1)
     elif label in ("approach", "recede"):
-        rate = rng.uniform(0.04, 0.07) * (1 if label == "approach" else -1)
+        rate = rng.uniform(0.05, 0.08) * (1 if label == "approach" else -1)
         radius = radius * np.exp(rate * t)
     else:
-        spin = rng.uniform(0.12, 0.25) * (1 if label == "rotate_cw" else -1)
+        spin = rng.uniform(0.15, 0.3) * (1 if label == "rotate_cw" else -1)
         angle = angle + spin * t
     frames = [_render(background, texture, cx[i], cy[i], radius[i], angle[i]) for i in range(num_frames)]
     return (np.stack(frames) * 255).round().astype(np.uint8)

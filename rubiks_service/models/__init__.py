@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .rubiksnet import TIERS, VARIANTS, RubiksNet, RubiksNetConfig, rubiksnet
+from .rubiksnet import RELEASE_TIERS, TIERS, VARIANTS, RubiksNet, RubiksNetConfig, rubiksnet
 from .tsm import TSMResNet, temporal_shift, tsm_resnet
 
 MODEL_NAMES = tuple(f"rubiksnet-{t}" for t in TIERS) + ("tsm-r18", "tsm-r34", "tsm-r50")
@@ -27,6 +27,7 @@ def build_model(name: str, *, num_classes: int = 174, num_frames: int = 8, **ove
 
 __all__ = [
     "MODEL_NAMES",
+    "RELEASE_TIERS",
     "TIERS",
     "VARIANTS",
     "RubiksNet",

@@ -44,6 +44,7 @@ class RubiksNetConfig:
     temporal_factor: float = 1.0  # lambda of the scaled gradient normalisation
     aq_max_shift: int = 1
     fixed_shifts: bool = False  # ablation (paper Table 4): frozen TSM temporal + ShiftNet spatial shifts
+    temporal_shift: bool = True  # False: 2D shifts per frame, the per-frame baseline
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -52,6 +53,8 @@ class RubiksNetConfig:
             raise ValueError(f"bad RubiksNet shape: width={self.width}, repeats={self.repeats}")
         if self.num_classes < 1 or self.num_frames < 1:
             raise ValueError("num_classes and num_frames must be >= 1")
+        if not self.temporal_shift and self.variant == "rs-aq":
+            raise ValueError("temporal_shift=False (per-frame baseline) applies to the rs / rs-q variants")
         if self.fixed_shifts and self.variant == "rs-aq":
             raise ValueError("fixed_shifts applies to the rs / rs-q variants (the shifts are not learned)")
         if not 0.0 <= self.dropout < 1.0:
@@ -63,7 +66,11 @@ TIERS = {
     "small": RubiksNetConfig(width=72, repeats=(3, 4, 6, 3), se=True),
     "medium": RubiksNetConfig(width=72, repeats=(3, 4, 23, 3)),
     "large": RubiksNetConfig(width=72, repeats=(3, 8, 36, 3)),
+    # not in the paper: small shapes for CPU demos and tests on the synthetic dataset
+    "nano": RubiksNetConfig(width=16, repeats=(1, 1, 1, 1)),
+    "micro": RubiksNetConfig(width=24, repeats=(1, 2, 2, 1)),
 }
+RELEASE_TIERS = ("tiny", "small", "medium", "large")
 
 
 class SqueezeExcite(nn.Module):
@@ -94,18 +101,17 @@ class _ShiftHolder(nn.Module):
         return self.rubiks3d(x)
 
 
-class _Frames(nn.Module):
-    """Applies a clip module ((N, T, C, H, W)) to frames laid out as (N*T, C, H, W)."""
+class _FrameShift(nn.Module):
+    """A 2D shift applied to each frame of a (N, T, C, H, W) clip (no temporal mixing)."""
 
-    def __init__(self, module: nn.Module, num_frames: int) -> None:
+    def __init__(self, shift: RubiksShift2d) -> None:
         super().__init__()
-        self.module = module
-        self.num_frames = num_frames
+        self.spatial = shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nt, c, h, w = x.shape
-        out = self.module(x.view(nt // self.num_frames, self.num_frames, c, h, w))
-        return out.reshape(-1, *out.shape[2:])
+        n, t = x.shape[:2]
+        out = self.spatial(x.flatten(0, 1))
+        return out.view(n, t, *out.shape[1:])
 
 
 class RubiksBlock(nn.Module):
@@ -120,6 +126,9 @@ class RubiksBlock(nn.Module):
             # conv2 = [temporal attention shift, 1x1 conv]; as3 = 2D spatial shift (keys of the release)
             self.conv2 = nn.Sequential(TemporalAttentionShift(in_planes, cfg.aq_max_shift), conv2)
             self.as3 = RubiksShift2d(planes, stride=stride, init="uniform", **shift_kwargs)
+        elif not cfg.temporal_shift:  # per-frame baseline: the spatial shift alone
+            self.conv2 = conv2
+            self.as3 = _FrameShift(RubiksShift2d(planes, stride=stride, init="uniform", **shift_kwargs))
         else:
             self.conv2 = conv2
             init = "tsm-grid" if cfg.fixed_shifts else cfg.shift_init

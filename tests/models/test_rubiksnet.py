@@ -88,3 +88,13 @@ def test_fixed_shift_ablation():
     assert shift.grad is None
     with pytest.raises(ValueError, match="fixed_shifts"):
         rubiksnet("tiny", variant="rs-aq", fixed_shifts=True)
+
+
+def test_per_frame_baseline_ignores_frame_order():
+    model = rubiksnet("nano", temporal_shift=False, num_classes=4, num_frames=4).eval()
+    clips = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clips), model(clips[:, [3, 1, 0, 2]]), atol=1e-5, rtol=1e-5)
+    temporal = rubiksnet("nano", num_classes=4, num_frames=4).eval()
+    with torch.no_grad():
+        assert not torch.allclose(temporal(clips), temporal(clips[:, [3, 1, 0, 2]]), atol=1e-4)
