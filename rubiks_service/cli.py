@@ -129,6 +129,44 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return 1 if report.unreadable else 0
 
 
+def _init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start an embedded local instance."""
+    import os
+
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+    from rubiks_service.train.config import ConfigError, load_config
+    from rubiks_service.tune.trial import run_tracked_training
+
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as exc:
+        print(f"rubiks train: {exc}", file=sys.stderr)
+        return 2
+    _init_ray(args.address)
+    uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)
+    summary = run_tracked_training(cfg, uri)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>20}: {value}")
+        print(f"\nbrowse: rubiks ui --tracking-uri {uri}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rubiks", description="RubiksNet training service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", help="device for --latency (default: cuda if available)")
     prof.add_argument("--json", action="store_true", help="print JSON")
     prof.set_defaults(func=_profile)
+
+    train = sub.add_parser("train", help="train a model with Ray Train (tracked in MLflow)")
+    train.add_argument("config", help="training YAML (see configs/)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    train.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite under storage_path)")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(func=_train)
 
     data = sub.add_parser("data", help="datasets: synthesise, prepare manifests, inspect").add_subparsers(
         dest="data_command", required=True)

@@ -1,0 +1,1 @@
+"""MLflow tracking of runs and sweeps, and the accuracy-vs-cost Pareto frontier."""

@@ -1,0 +1,82 @@
+"""MLflow runs: where they are stored, how runs start and always end.
+
+Default tracking URI: a SQLite file under the storage path (the embedded
+default); `--tracking-uri` or MLFLOW_TRACKING_URI point anywhere else. Every
+run this service opens ends FINISHED or FAILED (`tracked_run`), never RUNNING.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+def default_tracking_uri(storage_path: str) -> str:
+    return "sqlite:///" + os.path.join(os.path.abspath(storage_path), "mlflow.db")
+
+
+def resolve_tracking_uri(explicit: str | None, storage_path: str) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(storage_path)
+
+
+def make_client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(tracking_uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def experiment_id(client, name: str, artifact_root: str | None = None) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+@contextlib.contextmanager
+def tracked_run(client, experiment: str, run_name: str, *, parent_run_id: str | None = None,
+                tags: Mapping[str, str] | None = None, artifact_root: str | None = None) -> Iterator[str]:
+    """Create a run (a child when `parent_run_id` is given) and end it FINISHED, or FAILED on error."""
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    all_tags["mlflow.runName"] = run_name
+    run = client.create_run(experiment_id(client, experiment, artifact_root), run_name=run_name, tags=all_tags)
+    run_id = run.info.run_id
+    try:
+        yield run_id
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            client.set_tag(run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def log_params(client, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    flat = flatten(params)
+    items = [Param(k, v) for k, v in flat.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(client, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        client.log_metric(run_id, key, float(value), step=step or 0)

@@ -1,0 +1,66 @@
+"""The accuracy-vs-cost Pareto frontier of a sweep, as a table and a PNG plot."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+
+def pareto_front(points: Sequence[dict], *, accuracy: str, cost: str) -> list[dict]:
+    """Points not dominated by another (higher-or-equal accuracy at lower-or-equal cost, one strictly),
+    sorted by cost."""
+    front = []
+    for p in points:
+        dominated = any(
+            q[accuracy] >= p[accuracy] and q[cost] <= p[cost] and (q[accuracy] > p[accuracy] or q[cost] < p[cost])
+            for q in points
+        )
+        if not dominated:
+            front.append(p)
+    return sorted(front, key=lambda p: (p[cost], -p[accuracy]))
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 100 else f"{v:,.0f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = "top1_1clip",
+                  costs: Sequence[str] = ("gmacs", "mparams"), label: str = "label") -> str:
+    """Scatter of every trial (baselines marked) with the frontier line, one panel per cost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 4.2), squeeze=False)
+    for ax, cost in zip(axes[0], costs):
+        for kind, marker, color in (("rubiksnet", "o", "tab:blue"), ("baseline", "s", "tab:gray")):
+            pts = [p for p in points if (p.get("kind") == kind)]
+            if pts:
+                ax.scatter([p[cost] for p in pts], [p[accuracy] for p in pts], marker=marker, color=color,
+                           label=kind, zorder=3)
+        front = pareto_front(points, accuracy=accuracy, cost=cost)
+        ax.plot([p[cost] for p in front], [p[accuracy] for p in front], "-", color="tab:red", label="Pareto frontier")
+        for p in points:
+            ax.annotate(str(p.get(label, ""))[:28], (p[cost], p[accuracy]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xlabel({"gmacs": "GMACs per clip", "mparams": "parameters (M)"}.get(cost, cost))
+        ax.set_ylabel(accuracy)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Accuracy vs cost")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

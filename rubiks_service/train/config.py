@@ -1,0 +1,154 @@
+"""Training configuration: YAML validated into typed models at the edge.
+
+Unknown keys, wrong types and out-of-range values are rejected with a message
+that names the field (`ConfigError`), before any Ray or MLflow work starts.
+`--set key.sub=value` overrides are applied to the raw YAML before validation.
+"""
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used, with the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    name: str = "rubiksnet-tiny"  # rubiksnet-<tier> or tsm-r<depth>
+    variant: Literal["rs", "rs-q", "rs-aq"] = "rs"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    temporal_factor: float = 1.0  # lambda of the scaled gradient normalisation (< 0: temporal sign update)
+    normalize_grad: bool = True
+    shift_init: Literal["uniform", "tsm", "zeros"] = "uniform"
+    temporal_shift: bool = True  # False: per-frame baseline (no temporal mixing)
+
+
+class DataConfig(_Strict):
+    train_manifest: str
+    val_manifest: str
+    data_root: str | None = None
+    segments: int = Field(8, ge=1)
+    crop_size: int = Field(112, ge=8)
+    batch_size: int = Field(8, ge=1)  # per worker
+    flip: bool = True
+    flip_pairs: dict[int, int] = Field(default_factory=dict)
+    min_valid_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    decode_cpus: float = Field(0.25, gt=0.0)
+
+
+class OptimConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    lr_steps: list[int] = Field(default_factory=list)  # epochs at which lr *= gamma
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    shift_lr_mult: float = Field(0.01, ge=0.0)  # the paper's x0.01, applied after warm-up
+    shift_warmup_epochs: int = Field(0, ge=0)  # shifts learn at the full lr before that
+
+
+class AQConfig(_Strict):
+    budget: float = Field(0.25, ge=0.0, le=1.0)  # B
+    weight: float = Field(1.0, ge=0.0)  # budget-loss weight
+    temperature_start: float = Field(2.0, gt=0.0)
+    temperature_end: float = Field(1e-3, gt=0.0)
+    anneal_epochs: int | None = Field(None, ge=1)  # default: all epochs
+
+
+class ScalingConfig(_Strict):
+    num_workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    use_gpu: bool = False
+    amp: Literal["off", "bf16", "fp16"] = "off"  # GPU only
+
+
+class TrainConfig(_Strict):
+    name: str = "rubiks-train"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    aq: AQConfig = AQConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    max_failures: int = Field(1, ge=0)
+    storage_path: str = "runs"
+    experiment: str = "rubiks"
+    tracking_uri: str | None = None  # default: sqlite:///<storage_path>/mlflow.db
+    eval_protocols: list[Literal["1clip", "2clip"]] = Field(default_factory=lambda: ["1clip", "2clip"])
+    log_every: int = Field(10, ge=1)  # steps between progress lines
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.scaling.amp != "off" and not self.scaling.use_gpu:
+            raise ValueError("scaling.amp needs scaling.use_gpu: true (AMP is GPU-only here)")
+        if any(step >= self.optim.epochs for step in self.optim.lr_steps):
+            raise ValueError(f"optim.lr_steps {self.optim.lr_steps} must be below optim.epochs ({self.optim.epochs})")
+        return self
+
+
+def _set_path(tree: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | dict | None) -> dict:
+    """`["optim.lr=0.1", ...]` or `{"optim.lr": 0.1}` applied to a raw config dict (YAML-typed values)."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or []]
+    for key, value in items:
+        _set_path(raw, key, value)
+    return raw
+
+
+def _split(override: str) -> tuple[str, object]:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.sub=value")
+    key, text = override.split("=", 1)
+    return key.strip(), yaml.safe_load(text)
+
+
+def validate(raw: dict, source: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def read_yaml(path: str) -> dict:
+    if not os.path.exists(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return raw
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
+    """Read, override and validate a training YAML; relative data paths are taken from the YAML's folder."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    base = os.path.dirname(os.path.abspath(path))
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("train_manifest", "val_manifest", "data_root"):
+            if isinstance(data.get(key), str) and not os.path.isabs(data[key]):
+                data[key] = os.path.normpath(os.path.join(base, data[key]))
+    return validate(raw, path)

@@ -1,0 +1,43 @@
+"""Classification metrics: top-1, top-5 and mean-class accuracy from accumulated counts,
+so they can be summed across DDP workers before dividing."""
+from __future__ import annotations
+
+import torch
+
+
+class AccuracyCounter:
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        # [top1 correct, top5 correct, seen], then per-class correct and per-class seen
+        self.counts = torch.zeros(3 + 2 * num_classes, dtype=torch.float64)
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits, labels = logits.detach().float().cpu(), labels.cpu()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hit1 = top[:, 0] == labels
+        hit5 = (top == labels[:, None]).any(dim=1)
+        c = self.num_classes
+        self.counts[0] += hit1.sum()
+        self.counts[1] += hit5.sum()
+        self.counts[2] += len(labels)
+        self.counts[3 : 3 + c] += torch.bincount(labels[hit1], minlength=c).double()
+        self.counts[3 + c :] += torch.bincount(labels, minlength=c).double()
+
+    def all_reduce(self) -> None:
+        """Sum the counts over the DDP workers (no-op without a process group)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.counts)
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        seen = max(self.counts[2].item(), 1.0)
+        c = self.num_classes
+        per_class_seen = self.counts[3 + c :]
+        present = per_class_seen > 0
+        per_class = self.counts[3 : 3 + c][present] / per_class_seen[present]
+        return {
+            f"{prefix}top1": self.counts[0].item() / seen,
+            f"{prefix}top5": self.counts[1].item() / seen,
+            f"{prefix}mean_class": per_class.mean().item() if present.any() else 0.0,
+            f"{prefix}clips": int(self.counts[2].item()),
+        }

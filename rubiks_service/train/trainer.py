@@ -1,0 +1,93 @@
+"""Driver side of a training run: datasets, the TorchTrainer, final evaluation."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from rubiks_service.data.manifest import read_manifest
+from rubiks_service.data.pipeline import ClipSpec, DataQualityMonitor, build_dataset, clip_batches
+
+from .config import TrainConfig
+from .loop import CHECKPOINT_FILE, train_loop_per_worker, view_averaged_logits
+from .metrics import AccuracyCounter
+from .model_factory import build_from_config
+
+
+@dataclass
+class TrainOutcome:
+    metrics: dict  # last epoch's reported metrics
+    checkpoint_path: str | None
+    classes: list[str]
+    history: list[dict]
+
+
+def datasets_for(cfg: TrainConfig):
+    d = cfg.data
+    train_spec = ClipSpec(segments=d.segments, crop_size=d.crop_size, mode="train", flip=d.flip,
+                          flip_pairs=d.flip_pairs)
+    val_spec = ClipSpec(segments=d.segments, crop_size=d.crop_size, mode="1clip")
+    train, manifest = build_dataset(d.train_manifest, train_spec, data_root=d.data_root, batch_size=d.batch_size,
+                                    decode_cpus=d.decode_cpus, seed=cfg.seed)
+    val, _ = build_dataset(d.val_manifest, val_spec, data_root=d.data_root, classes=manifest.classes,
+                           batch_size=d.batch_size, decode_cpus=d.decode_cpus)
+    return {"train": train, "val": val}, manifest.classes
+
+
+def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None = None) -> TrainOutcome:
+    """Train with Ray Train. Starting again with the same name and storage path resumes the run."""
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    datasets, classes = datasets_for(cfg)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"train": cfg.model_dump(), "num_classes": len(classes)},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
+        ),
+        run_config=RunConfig(
+            name=run_name or cfg.name,
+            storage_path=os.path.abspath(cfg.storage_path),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or [],
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train", "val"]),
+    )
+    result = trainer.fit()
+    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    ckpt = os.path.join(result.checkpoint.path, CHECKPOINT_FILE) if result.checkpoint else None
+    return TrainOutcome(result.metrics or {}, ckpt, classes, history)
+
+
+def load_trained(cfg: TrainConfig, checkpoint_file: str, num_classes: int) -> torch.nn.Module:
+    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    model = build_from_config(cfg, num_classes)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], protocol: str,
+             manifest: str | None = None) -> dict[str, float]:
+    """Accuracy of a trained model under the 1-clip or 2-clip protocol (views averaged)."""
+    d = cfg.data
+    spec = ClipSpec(segments=d.segments, crop_size=d.crop_size, mode=protocol)
+    ds, _ = build_dataset(manifest or d.val_manifest, spec, data_root=d.data_root, classes=classes,
+                          batch_size=d.batch_size, decode_cpus=d.decode_cpus)
+    acc = AccuracyCounter(len(classes))
+    monitor = DataQualityMonitor(d.min_valid_fraction)
+    model.eval()
+    with torch.no_grad():
+        for clips, labels in clip_batches(ds.iter_torch_batches(batch_size=d.batch_size), monitor):
+            acc.update(view_averaged_logits(model, clips), labels)
+    return acc.result(f"{protocol}_")
+
+
+def class_list(cfg: TrainConfig) -> list[str]:
+    return read_manifest(cfg.data.train_manifest, data_root=cfg.data.data_root).classes

@@ -1,0 +1,58 @@
+"""One tracked training run: MLflow run (a child of a sweep's run when given), Ray Train
+fit with live per-epoch metrics, final 1-clip / 2-clip evaluation, cost profile, the
+checkpoint and learned-shift plots as artifacts. Used by `rubiks train` and as the
+body of every sweep trial."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from rubiks_service.models import RubiksNet
+from rubiks_service.models.profile import profile_model
+from rubiks_service.ops.attention_shift import attention_shift_layers, realised_budget
+from rubiks_service.tracking.mlflow_store import log_metrics, log_params, make_client, tracked_run
+from rubiks_service.tracking.train_callback import MlflowEpochLogger
+from rubiks_service.train.config import TrainConfig
+from rubiks_service.train.trainer import evaluate, fit, load_trained
+
+
+def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: str | None = None,
+                         extra_callbacks: list | None = None, run_name: str | None = None,
+                         tags: dict | None = None) -> dict:
+    client = make_client(tracking_uri)
+    name = run_name or cfg.name
+    with tracked_run(client, cfg.experiment, name, parent_run_id=parent_run_id, tags=tags) as run_id:
+        log_params(client, run_id, cfg.model_dump())
+        outcome = fit(cfg, callbacks=[MlflowEpochLogger(tracking_uri, run_id), *(extra_callbacks or [])],
+                      run_name=name)
+        if outcome.checkpoint_path is None:
+            raise RuntimeError(f"training run {name!r} produced no checkpoint")
+        model = load_trained(cfg, outcome.checkpoint_path, len(outcome.classes))
+        summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
+                   "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get("epoch", 0))}
+        for protocol in cfg.eval_protocols:
+            summary.update(evaluate(model, cfg, outcome.classes, protocol))
+        layers = attention_shift_layers(model)
+        if layers:
+            for layer in layers:  # inference cost is that of the converted model
+                layer.convert_()
+            summary["realised_budget"] = realised_budget(layers)
+        prof = profile_model(model, name=cfg.model.name, frames=cfg.data.segments, size=cfg.data.crop_size)
+        summary.update({"params": prof.inference_params, "macs": prof.macs,
+                        "gmacs": prof.macs / 1e9, "mparams": prof.inference_params / 1e6})
+        log_metrics(client, run_id, {k: v for k, v in summary.items() if k not in ("epochs",)})
+        client.log_artifact(run_id, outcome.checkpoint_path, artifact_path="checkpoint")
+        if isinstance(model, RubiksNet):
+            _log_shift_plots(client, run_id, model)
+        return summary
+
+
+def _log_shift_plots(client, run_id: str, model: RubiksNet) -> None:
+    from rubiks_service.models.shift_plots import plot_shift_scatter, plot_temporal_histograms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for fn, name in ((plot_temporal_histograms, "temporal_shift_histograms.png"),
+                         (plot_shift_scatter, "shift_scatter_3d.png")):
+            path = os.path.join(tmp, name)
+            fn(model, path)
+            client.log_artifact(run_id, path, artifact_path="plots")
