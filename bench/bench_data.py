@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from rubiks_service.data.pipeline import ClipDecoder, ClipSpec, build_dataset
 from rubiks_service.data.synth import SynthConfig, generate
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_shift_cpu import _cpu_model  # noqa: E402
+from bench_shift_cpu import _cpu_model, emit_json  # noqa: E402
 
 
 def _baseline(manifest: str, root: str, spec: ClipSpec, classes: list[str]) -> float:
@@ -95,11 +94,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     result = run(args.videos_per_class, workers=args.workers)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

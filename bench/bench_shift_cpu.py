@@ -35,6 +35,16 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def emit_json(result: dict, out: str | None) -> None:
+    """Print a benchmark result as JSON and, with `out`, also write it there (shared by bench/*)."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            f.write(text + "\n")
+
+
 def _median_ms(stmt, min_run_time: float) -> float:
     timer = benchmark.Timer(stmt="stmt()", globals={"stmt": stmt})
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
@@ -105,12 +115,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     result = run(tuple(args.shape), args.min_run_time)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ from torch import nn
 from rubiks_service.models.tsm import temporal_shift
 from rubiks_service.ops import RubiksShift3d, has_kernel, reference, rubiks_shift3d
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_shift_cpu import emit_json  # noqa: E402
+
 DEFAULT_SHAPES = ["8,8,72,56,56", "32,8,144,56,56"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEV = "cuda"
@@ -251,12 +254,7 @@ def main(argv=None) -> None:
     if any(len(s) != 5 for s in shapes):
         parser.error("each shape is N,T,C,H,W")
     result = run(shapes, args.dtypes, args.min_run_time, not args.no_blocks, not args.no_grid_sample)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

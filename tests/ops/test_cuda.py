@@ -19,6 +19,7 @@ from rubiks_service.ops import RubiksShift3d, has_kernel, rubiks_shift2d, rubiks
 from rubiks_service.ops._checks import output_shape
 
 from ._helpers import off_integer_shift
+from .test_registration import _Block, check_backward_ops
 
 CUDA = torch.cuda.is_available()
 HAS_CUDA_KERNEL = CUDA and has_kernel(torch.device("cuda"))
@@ -278,28 +279,7 @@ def test_opcheck_forward():
 
 @needs_kernel
 def test_opcheck_backward_ops():
-    x = torch.randn(2, 4, 3, 6, 5, dtype=torch.float64, device=DEV)
-    shift = off_integer_shift(3, 3, device=DEV)
-    grad = torch.randn(2, 4, 3, 3, 3, dtype=torch.float64, device=DEV)
-    opcheck(OPS.shift3d_grad_input.default, (grad, shift, list(x.shape), [1, 2, 2], [0, 0, 0], False))
-    opcheck(OPS.shift3d_grad_shift.default, (grad, x, shift, [1, 2, 2], [0, 0, 0]))
-    x2, shift2, grad2 = x[:, 0], shift[1:], grad[:, 0]
-    opcheck(OPS.shift2d_grad_input.default, (grad2, shift2, list(x2.shape), [2, 2], [0, 0], True))
-    opcheck(OPS.shift2d_grad_shift.default, (grad2, x2, shift2, [2, 2], [0, 0]))
-
-
-class _Block(torch.nn.Module):
-    """shift -> 1x1 conv, the RubiksNet building pattern."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.shift = RubiksShift3d(c, stride=(1, 2, 2))
-        self.conv = torch.nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        y = self.shift(x)
-        n, t, c, h, w = y.shape
-        return self.conv(y.reshape(n * t, c, h, w)).reshape(n, t, c, h, w)
+    check_backward_ops(DEV)
 
 
 class _AmpBlock(torch.nn.Module):

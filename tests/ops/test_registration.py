@@ -29,15 +29,20 @@ def test_opcheck_forward(case):
     opcheck(op, args)
 
 
-def test_opcheck_backward_ops():
-    x = torch.randn(2, 4, 3, 6, 5, dtype=torch.float64)
-    shift = off_integer_shift(3, 3)
-    grad = torch.randn(2, 4, 3, 3, 3, dtype=torch.float64)
+def check_backward_ops(device: str = "cpu") -> None:
+    """opcheck on the four gradient ops (shared with the CUDA tests)."""
+    x = torch.randn(2, 4, 3, 6, 5, dtype=torch.float64, device=device)
+    shift = off_integer_shift(3, 3, device=device)
+    grad = torch.randn(2, 4, 3, 3, 3, dtype=torch.float64, device=device)
     opcheck(OPS.shift3d_grad_input.default, (grad, shift, list(x.shape), [1, 2, 2], [0, 0, 0], False))
     opcheck(OPS.shift3d_grad_shift.default, (grad, x, shift, [1, 2, 2], [0, 0, 0]))
     x2, shift2, grad2 = x[:, 0], shift[1:], grad[:, 0]
     opcheck(OPS.shift2d_grad_input.default, (grad2, shift2, list(x2.shape), [2, 2], [0, 0], True))
     opcheck(OPS.shift2d_grad_shift.default, (grad2, x2, shift2, [2, 2], [0, 0]))
+
+
+def test_opcheck_backward_ops():
+    check_backward_ops("cpu")
 
 
 class _Block(torch.nn.Module):
