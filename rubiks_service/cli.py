@@ -139,7 +139,8 @@ def _init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        # the dashboard (127.0.0.1 only) is what lets Tune release the CPUs of a trial that ASHA stops
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, log_to_driver=True)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -165,6 +166,92 @@ def _train(args: argparse.Namespace) -> int:
             print(f"{key:>20}: {value}")
         print(f"\nbrowse: rubiks ui --tracking-uri {uri}")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, frontier
+    from rubiks_service.tracking.pareto import format_table
+    from rubiks_service.train.config import ConfigError
+    from rubiks_service.tune.space import load_space
+    from rubiks_service.tune.sweep import run_sweep
+
+    try:
+        space = load_space(args.space)
+    except ConfigError as exc:
+        print(f"rubiks sweep: {exc}", file=sys.stderr)
+        return 2
+    _init_ray(args.address)
+    outcome = run_sweep(space, tracking_uri=args.tracking_uri, storage_path=args.storage_path, verbose=args.verbose)
+    if args.json:
+        print(json.dumps(outcome.__dict__, indent=2, default=str))
+        return 0 if outcome.points else 1
+    print(f"\nsweep {space.space.name!r}: {outcome.trials} trials ({outcome.errors} failed), "
+          f"MLflow experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
+    print("\nall finished trials:\n" + format_table(outcome.points, TABLE_COLUMNS[:-1]))
+    print("\nPareto frontier (1-clip top-1 vs GMACs):\n" + format_table(frontier(outcome.points), TABLE_COLUMNS[:-1]))
+    if outcome.frontier_png:
+        print(f"\nplot: {outcome.frontier_png}")
+    return 0 if outcome.points else 1
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from rubiks_service.tracking.mlflow_store import make_client, resolve_tracking_uri
+    from rubiks_service.tracking.pareto import format_table
+    from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, frontier, latest_sweep, sweep_points
+
+    client = make_client(resolve_tracking_uri(args.tracking_uri, args.storage_path))
+    parent = client.get_run(args.run) if args.run else latest_sweep(client, args.experiment)
+    if parent is None:
+        print(f"rubiks pareto: no sweep found in experiment {args.experiment!r}", file=sys.stderr)
+        return 1
+    exp_name = client.get_experiment(parent.info.experiment_id).name
+    points = sweep_points(client, exp_name, parent.info.run_id)
+    front = frontier(points, args.cost)
+    if args.json:
+        print(json.dumps({"parent_run_id": parent.info.run_id, "cost": args.cost, "frontier": front,
+                          "points": points}, indent=2))
+    else:
+        print(f"sweep {parent.info.run_name!r} ({parent.info.run_id}): {len(points)} finished trials")
+        print(format_table(front, TABLE_COLUMNS))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rubiks_service.train.trainer import evaluate, load_checkpoint
+
+    try:
+        model, cfg, classes = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"rubiks eval: {exc}", file=sys.stderr)
+        return 2
+    if args.data_root:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_root": args.data_root})})
+    _init_ray(args.address)
+    results = {}
+    for protocol in args.protocol or cfg.eval_protocols:
+        results.update(evaluate(model, cfg, classes, protocol, manifest=args.data))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.storage_path)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd)
+
+
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite under the storage path)")
+    p.add_argument("--storage-path", default="runs", help="where runs and the default MLflow store live (default: runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +280,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite under storage_path)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(func=_train)
+
+    sweep = sub.add_parser("sweep", help="a Ray Tune sweep of tracked training runs (tune_spaces/*.yaml)")
+    sweep.add_argument("space", help="search-space YAML")
+    sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite under the storage path)")
+    sweep.add_argument("--storage-path", help="override the base config's storage_path")
+    sweep.add_argument("--verbose", type=int, default=1, help="Tune's console verbosity 0..3")
+    sweep.add_argument("--json", action="store_true")
+    sweep.set_defaults(func=_sweep)
+
+    pareto = sub.add_parser("pareto", help="the accuracy-vs-cost Pareto frontier of a sweep")
+    pareto.add_argument("--experiment", default="rubiks", help="MLflow experiment (its latest sweep is shown)")
+    pareto.add_argument("--run", help="a sweep's parent run id (instead of the latest)")
+    pareto.add_argument("--cost", choices=["gmacs", "mparams"], default="gmacs")
+    _add_tracking_args(pareto)
+    pareto.add_argument("--json", action="store_true")
+    pareto.set_defaults(func=_pareto)
+
+    ev = sub.add_parser("eval", help="evaluate a training checkpoint (1-clip / 2-clip)")
+    ev.add_argument("checkpoint", help="checkpoint.pt written by training")
+    ev.add_argument("--data", required=True, help="manifest to evaluate on")
+    ev.add_argument("--data-root", help="folder relative video paths are taken from")
+    ev.add_argument("--protocol", action="append", choices=["1clip", "2clip"], help="default: the run's protocols")
+    ev.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_eval)
+
+    ui = sub.add_parser("ui", help="the MLflow UI for the local store (127.0.0.1)")
+    _add_tracking_args(ui)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=_ui)
 
     data = sub.add_parser("data", help="datasets: synthesise, prepare manifests, inspect").add_subparsers(
         dest="data_command", required=True)

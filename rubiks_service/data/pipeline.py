@@ -134,7 +134,7 @@ def build_dataset(
     reader = ray.data.read_parquet if manifest_path.endswith(".parquet") else ray.data.read_csv
     # the manifest-level steps are light: a tenth of a CPU each, so they never wait behind
     # the decoders and the Train workers that hold the rest
-    ds = reader(manifest_path, num_cpus=0.1).select_columns(["path", "label"])
+    ds = reader(manifest_path, num_cpus=0.1)  # extra columns are ignored by the decoder
     blocks = num_blocks or max(1, min(len(manifest) // batch_size, 64))
     if (concurrency or 1) > 1:  # several decoders need several blocks
         ds = ds.repartition(blocks)

@@ -64,7 +64,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     cfg = TrainConfig.model_validate(config["train"])
-    num_classes = int(config["num_classes"])
+    classes = list(config["classes"])
+    num_classes = len(classes)
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     torch.manual_seed(cfg.seed + rank)
@@ -73,7 +74,7 @@ def train_loop_per_worker(config: dict) -> None:
     bare = model
     aq_layers = attention_shift_layers(bare)
     optimizer = make_optimizer(model, cfg)
-    start_epoch = 0
+    start_epoch, history = 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -81,6 +82,7 @@ def train_loop_per_worker(config: dict) -> None:
         bare.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"] + 1
+        history = list(state.get("history", []))
         if rank == 0:
             print(f"[train] resuming from epoch {start_epoch} ({checkpoint.path})", flush=True)
     model = ray.train.torch.prepare_model(model)
@@ -128,15 +130,17 @@ def train_loop_per_worker(config: dict) -> None:
             "lr": optimizer.param_groups[0]["lr"],
             "clips_per_s": clips_seen * ctx.get_world_size() / max(epoch_time, 1e-9),
             "bad_videos": monitor.bad,
+            "resumed_from_epoch": start_epoch,  # > 0: this attempt continued from a checkpoint
         }
         if aq_layers:
             metrics["aq_temperature"] = float(aq_layers[0].T)
             metrics["realised_budget"] = realised_budget(aq_layers)
+        history.append(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
                 payload = model_payload(bare, cfg, optimizer=optimizer.state_dict(), epoch=epoch,
-                                        config=cfg.model_dump(), num_classes_=num_classes)
+                                        config=cfg.model_dump(), classes=classes, history=history)
                 torch.save(payload, os.path.join(tmp, CHECKPOINT_FILE))
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
                 print(f"[train] epoch {epoch + 1}/{cfg.optim.epochs} loss {metrics['train_loss']:.3f} "

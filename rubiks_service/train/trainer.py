@@ -20,7 +20,7 @@ class TrainOutcome:
     metrics: dict  # last epoch's reported metrics
     checkpoint_path: str | None
     classes: list[str]
-    history: list[dict]
+    history: list[dict]  # every epoch's metrics, across restarts (carried in the checkpoint)
 
 
 def datasets_for(cfg: TrainConfig):
@@ -44,7 +44,7 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     datasets, classes = datasets_for(cfg)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg.model_dump(), "num_classes": len(classes)},
+        train_loop_config={"train": cfg.model_dump(), "classes": classes},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers,
             use_gpu=cfg.scaling.use_gpu,
@@ -61,8 +61,8 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
         dataset_config=ray.train.DataConfig(datasets_to_split=["train", "val"]),
     )
     result = trainer.fit()
-    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     ckpt = os.path.join(result.checkpoint.path, CHECKPOINT_FILE) if result.checkpoint else None
+    history = torch.load(ckpt, map_location="cpu", weights_only=False).get("history", []) if ckpt else []
     return TrainOutcome(result.metrics or {}, ckpt, classes, history)
 
 
@@ -71,6 +71,19 @@ def load_trained(cfg: TrainConfig, checkpoint_file: str, num_classes: int) -> to
     model = build_from_config(cfg, num_classes)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def load_checkpoint(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
+    """A checkpoint written by training -> (model in eval mode, its training config, its classes)."""
+    if not os.path.exists(checkpoint_file):
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint_file}")
+    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "config" not in state or "classes" not in state:
+        raise ValueError(f"{checkpoint_file}: not a checkpoint written by `rubiks train` (no config/classes)")
+    cfg = TrainConfig.model_validate(state["config"])
+    model = build_from_config(cfg, len(state["classes"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg, list(state["classes"])
 
 
 def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], protocol: str,

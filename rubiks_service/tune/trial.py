@@ -30,6 +30,7 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         model = load_trained(cfg, outcome.checkpoint_path, len(outcome.classes))
         summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get("epoch", 0))}
+        summary.update({k: v for k, v in outcome.metrics.items() if k.startswith("val_")})  # the last epoch's
         for protocol in cfg.eval_protocols:
             summary.update(evaluate(model, cfg, outcome.classes, protocol))
         layers = attention_shift_layers(model)
@@ -40,7 +41,8 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         prof = profile_model(model, name=cfg.model.name, frames=cfg.data.segments, size=cfg.data.crop_size)
         summary.update({"params": prof.inference_params, "macs": prof.macs,
                         "gmacs": prof.macs / 1e9, "mparams": prof.inference_params / 1e6})
-        log_metrics(client, run_id, {k: v for k, v in summary.items() if k not in ("epochs",)})
+        # val_* were logged per epoch while training ran; the rest are end-of-run figures
+        log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and not k.startswith("val_")})
         client.log_artifact(run_id, outcome.checkpoint_path, artifact_path="checkpoint")
         if isinstance(model, RubiksNet):
             _log_shift_plots(client, run_id, model)

@@ -1,0 +1,176 @@
+"""Search-space files (`tune_spaces/*.yaml`): parsed, validated, turned into Tune's param space.
+
+    name: motion-budget                  # sweep name (MLflow parent run, Ray storage folder)
+    base: ../configs/motion-demo.yaml    # the training config every trial starts from
+    set: {optim.epochs: 5}               # overrides applied to every trial
+    search:                              # dotted training-config keys -> one distribution each
+      aq.budget: {grid: [0.25, 0.5]}
+      model.name: {grid: [rubiksnet-nano, rubiksnet-micro]}
+      optim.lr: {loguniform: [0.001, 0.01]}
+    baselines:                           # extra trials, each a fixed set of overrides
+      - {name: per-frame, set: {model.temporal_shift: false}}
+    num_samples: 1                       # repeats of the grid (random keys re-drawn each time)
+    max_concurrent_trials: 2
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
+    metric: val_top1
+    mode: max
+
+Grid keys are expanded here into explicit trial points (so baselines are extra
+points, not multiplied with the grid); choice/uniform/loguniform keys are left
+to Tune to sample. Every key and every value a trial could get is checked
+against the training config before anything starts: an unknown key or a value
+of the wrong type or range is a `ConfigError` naming the file and the key.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rubiks_service.train.config import ConfigError, TrainConfig, apply_overrides, load_config, read_yaml, validate
+
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Distribution(_Strict):
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in DISTRIBUTIONS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(DISTRIBUTIONS)} (got {given or 'none'})")
+        kind = given[0]
+        value = getattr(self, kind)
+        if kind in ("grid", "choice") and not value:
+            raise ValueError(f"{kind} needs at least one value")
+        if kind in ("uniform", "loguniform"):
+            low, high = value
+            if not low < high:
+                raise ValueError(f"{kind} range [{low}, {high}] must have low < high")
+            if kind == "loguniform" and low <= 0:
+                raise ValueError(f"loguniform range [{low}, {high}] must be positive")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+
+    def probe_values(self) -> list[Any]:
+        """Values that stand for everything this distribution can give (all choices, or both range
+        ends), checked against the training config before a sweep starts."""
+        return list(getattr(self, self.kind))
+
+
+class Baseline(_Strict):
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class Scheduler(_Strict):
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1.0)
+
+
+class SearchSpace(_Strict):
+    name: str
+    base: str
+    set: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Distribution] = Field(default_factory=dict)
+    baselines: list[Baseline] = Field(default_factory=list)
+    num_samples: int = Field(1, ge=1)
+    max_concurrent_trials: int = Field(1, ge=1)
+    scheduler: Scheduler = Scheduler()
+    metric: str = "val_top1"
+    mode: Literal["max", "min"] = "max"
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """One override dict per trial point: the grid's cartesian product, then the baselines."""
+        keys = [k for k, d in self.search.items() if d.kind == "grid"]
+        combos = itertools.product(*(self.search[k].grid for k in keys))
+        points = [{"label": _label(dict(zip(keys, c))), "baseline": False, "set": dict(zip(keys, c))} for c in combos]
+        points += [{"label": b.name, "baseline": True, "set": dict(b.set)} for b in self.baselines]
+        return points
+
+    def random_keys(self) -> dict[str, Distribution]:
+        return {k: d for k, d in self.search.items() if d.kind != "grid"}
+
+
+def _label(values: dict[str, Any]) -> str:
+    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in values.items()) or "base"
+
+
+class LoadedSpace:
+    """A validated search space with its base training config (raw, paths resolved) ready for trials."""
+
+    def __init__(self, path: str, space: SearchSpace, base_raw: dict) -> None:
+        self.path = path
+        self.space = space
+        self.base_raw = base_raw
+
+    def trial_config(self, overrides: dict[str, Any]) -> TrainConfig:
+        return validate(apply_overrides(self.base_raw, {**self.space.set, **overrides}), f"{self.path} trial")
+
+    def param_space(self) -> dict:
+        """Tune's param space: {"point": grid over trial points, "<key>": sampled distribution, ...}."""
+        from ray import tune
+
+        sampled = {}
+        for key, dist in self.space.random_keys().items():
+            if dist.kind == "choice":
+                sampled[key] = tune.choice(dist.choice)
+            elif dist.kind == "uniform":
+                sampled[key] = tune.uniform(*dist.uniform)
+            else:
+                sampled[key] = tune.loguniform(*dist.loguniform)
+        return {"point": tune.grid_search(self.space.grid_points()), "sampled": sampled}
+
+
+def load_space(path: str) -> LoadedSpace:
+    """Read and fully validate a search-space file (and its base training config)."""
+    raw = read_yaml(path)
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    base_path = space.base if os.path.isabs(space.base) else os.path.join(os.path.dirname(os.path.abspath(path)), space.base)
+    base = load_config(base_path)  # validates the base and resolves its data paths
+    loaded = LoadedSpace(path, space, base.model_dump())
+    _check_trials(loaded)
+    return loaded
+
+
+def _check_trials(loaded: LoadedSpace) -> None:
+    """Every grid point with each end of every sampled range must give a valid training config."""
+    space = loaded.space
+    for key in list(space.set) + list(space.search) + [k for b in space.baselines for k in b.set]:
+        _check_key(loaded.path, key)
+    probes = [{}] + [{k: v} for k, d in space.random_keys().items() for v in d.probe_values()]
+    for point in space.grid_points():
+        for probe in probes:
+            try:
+                loaded.trial_config({**point["set"], **probe})
+            except ConfigError as exc:
+                raise ConfigError(f"{loaded.path}: trial {point['label']!r} {probe or ''} is invalid: "
+                                  f"{str(exc).split(': ', 1)[-1]}") from None
+
+
+def _check_key(path: str, dotted: str) -> None:
+    node: Any = TrainConfig
+    for part in dotted.split("."):
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            known = ", ".join(sorted(fields)) if fields else "(not a section)"
+            raise ConfigError(f"{path}: unknown training-config key {dotted!r} ({part!r} not in: {known})")
+        node = fields[part].annotation

@@ -1,0 +1,90 @@
+"""A sweep: Ray Tune trials, each a tracked Ray Train run, under one MLflow parent run.
+
+    Tuner(function trainable)                       (driver; ASHA on val_top1 per epoch)
+      trial: run_tracked_training(cfg)              (child MLflow run, nested TorchTrainer)
+               TorchTrainer(..., callbacks=[TuneReportCallback])  -> epoch metrics reach ASHA
+
+In Ray 2.60 `Tuner(trainer)` is gone; a trial is a function that runs its own
+TorchTrainer, and Train's reports reach Tune through `TuneReportCallback`. A trial
+stopped early by ASHA is killed with its trainer, so its child run is closed by
+the driver afterwards (FINISHED with tag `stopped_early`, or FAILED with the
+error). The parent run then gets the Pareto frontier (table + PNG).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rubiks_service.tracking.mlflow_store import log_params, make_client, resolve_tracking_uri, tracked_run
+from rubiks_service.tracking.sweep_results import PARENT_TAG, close_orphaned_children, log_frontier, sweep_points
+
+from .space import LoadedSpace
+
+
+@dataclass
+class SweepOutcome:
+    parent_run_id: str
+    experiment: str
+    points: list[dict]  # one per finished trial: label, accuracy, costs
+    trials: int
+    errors: int
+    frontier_png: str | None
+
+
+def _trial(config: dict, loaded: LoadedSpace, where: dict) -> None:
+    """Body of one Tune trial (runs in a Tune actor). `where`: storage, tracking URI, parent run."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from .trial import run_tracked_training
+
+    point = config["point"]
+    cfg = loaded.trial_config({**point["set"], **config.get("sampled", {})})
+    cfg = cfg.model_copy(update={"storage_path": where["storage"], "experiment": where["experiment"]})
+    trial_name = tune.get_context().get_trial_name()
+    tags = {"rubiks.trial": trial_name, "rubiks.label": point["label"],
+            "rubiks.kind": "baseline" if point["baseline"] else "rubiksnet"}
+    summary = run_tracked_training(cfg, where["tracking_uri"], parent_run_id=where["parent"],
+                                   extra_callbacks=[TuneReportCallback()], run_name=f"{point['label']}-{trial_name}",
+                                   tags=tags)
+    tune.report({k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+                | {"epoch": summary["epochs"], "done": True})
+
+
+def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_path: str | None = None,
+              verbose: int = 1) -> SweepOutcome:
+    """Run every trial of the space; the caller has started Ray (with the dashboard: see `ray_session`)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    space = loaded.space
+    base = loaded.trial_config({})
+    storage = os.path.abspath(storage_path or base.storage_path)
+    uri = resolve_tracking_uri(tracking_uri, storage)
+    experiment = base.experiment
+    client = make_client(uri)
+    epochs = max(loaded.trial_config(p["set"]).optim.epochs for p in space.grid_points())
+    if space.scheduler.type == "asha":
+        # max_t beyond the last epoch: the final report (after evaluation) must not be cut off
+        scheduler = ASHAScheduler(time_attr="epoch", grace_period=space.scheduler.grace_period,
+                                  reduction_factor=space.scheduler.reduction_factor, max_t=epochs + 1)
+    else:
+        scheduler = FIFOScheduler()
+    with tracked_run(client, experiment, space.name, tags={PARENT_TAG: "parent"}) as parent:
+        log_params(client, parent, {"space": space.model_dump(), "base": loaded.base_raw})
+        where = {"storage": storage, "tracking_uri": uri, "experiment": experiment, "parent": parent}
+        trainable = tune.with_parameters(_trial, loaded=loaded, where=where)
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"CPU": 0.01}),  # a token: the nested trainer reserves the real CPUs
+            param_space=loaded.param_space(),
+            tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, scheduler=scheduler,
+                                        num_samples=space.num_samples,
+                                        max_concurrent_trials=space.max_concurrent_trials),
+            run_config=tune.RunConfig(name=space.name, storage_path=os.path.join(storage, "tune"), verbose=verbose),
+        )
+        grid = tuner.fit()
+        errors = sum(1 for r in grid if r.error is not None)
+        close_orphaned_children(client, experiment, parent)
+        points = sweep_points(client, experiment, parent)
+        png = log_frontier(client, parent, points)
+    return SweepOutcome(parent, experiment, points, len(grid), errors, png)

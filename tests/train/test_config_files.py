@@ -1,0 +1,109 @@
+"""Bad training configs and search spaces are rejected with a message naming the problem,
+before any Ray or MLflow work starts."""
+import pytest
+
+from rubiks_service.train.config import ConfigError, load_config
+from rubiks_service.tune.space import load_space
+
+from .conftest import training_config, write_yaml
+
+
+@pytest.fixture
+def base_yaml(tmp_path, colour_data):
+    return write_yaml(tmp_path / "base.yaml", training_config(colour_data, str(tmp_path / "runs")))
+
+
+def test_good_config_and_overrides(base_yaml):
+    cfg = load_config(base_yaml, ["optim.lr=0.05", "model.variant=rs-aq", "aq.budget=0.5"])
+    assert (cfg.optim.lr, cfg.model.variant, cfg.aq.budget) == (0.05, "rs-aq", 0.5)
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    ({"optim": {"lr": -1}}, "optim.lr"),
+    ({"optim": {"epochs": 2, "lr_steps": [3]}}, "lr_steps"),
+    ({"model": {"variant": "rs-zz"}}, "model.variant"),
+    ({"model": {"colour": "red"}}, "model.colour"),
+    ({"scaling": {"amp": "bf16"}}, "use_gpu"),
+    ({"data": {"batch_size": "eight"}}, "data.batch_size"),
+    ({"aq": {"budget": 1.5}}, "aq.budget"),
+])
+def test_bad_values_name_the_field(tmp_path, colour_data, mutate, needle):
+    path = write_yaml(tmp_path / "bad.yaml", training_config(colour_data, str(tmp_path), **mutate))
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(path)
+
+
+def test_missing_data_section(tmp_path):
+    path = write_yaml(tmp_path / "nodata.yaml", {"name": "x"})
+    with pytest.raises(ConfigError, match="data"):
+        load_config(path)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(tmp_path / "broken.yaml"))
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(tmp_path / "list.yaml"))
+
+
+def test_bad_override(base_yaml):
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(base_yaml, ["optim.lr"])
+    with pytest.raises(ConfigError, match="optim.nesterov"):
+        load_config(base_yaml, ["optim.nesterov=true"])
+
+
+def _space(tmp_path, base_yaml, **fields):
+    tree = {"name": "s", "base": base_yaml, "search": {"aq.budget": {"grid": [0.25, 0.5]}}, **fields}
+    return write_yaml(tmp_path / "space.yaml", tree)
+
+
+def test_good_space_expands_grid_and_baselines(tmp_path, base_yaml):
+    loaded = load_space(_space(tmp_path, base_yaml, search={
+        "aq.budget": {"grid": [0.25, 0.5]}, "model.name": {"grid": ["rubiksnet-nano", "rubiksnet-micro"]},
+        "optim.lr": {"loguniform": [0.001, 0.01]}},
+        baselines=[{"name": "per-frame", "set": {"model.temporal_shift": False}}]))
+    points = loaded.space.grid_points()
+    assert len(points) == 5 and points[-1]["baseline"] and points[-1]["label"] == "per-frame"
+    assert {p["set"]["aq.budget"] for p in points[:4]} == {0.25, 0.5}
+    cfg = loaded.trial_config({**points[0]["set"], "optim.lr": 0.002})
+    assert cfg.optim.lr == 0.002 and cfg.data.train_manifest.endswith("train.csv")
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"search": {"optim.lrr": {"grid": [0.1]}}}, "unknown training-config key 'optim.lrr'"),
+    ({"search": {"optim.lr": {"loguniform": [0.01, 0.001]}}}, "low < high"),
+    ({"search": {"optim.lr": {"loguniform": [0.0, 0.1]}}}, "positive"),
+    ({"search": {"optim.lr": {"grid": [0.1], "choice": [0.2]}}}, "exactly one"),
+    ({"search": {"optim.lr": {"grid": []}}}, "at least one"),
+    ({"search": {"model.variant": {"choice": ["rs", "bogus"]}}}, "model.variant"),
+    ({"search": {"aq.budget": {"uniform": [0.1, 2.0]}}}, "aq.budget"),
+    ({"baselines": [{"name": "b", "set": {"model.nope": 1}}]}, "model.nope"),
+    ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
+    ({"scheduler": {"type": "hyperband"}}, "scheduler.type"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_spaces_name_the_problem(tmp_path, base_yaml, fields, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
+        load_space(_space(tmp_path, base_yaml, **fields))
+
+
+def test_space_with_a_bad_base(tmp_path):
+    path = write_yaml(tmp_path / "space.yaml", {"name": "s", "base": str(tmp_path / "nope.yaml")})
+    with pytest.raises(ConfigError, match="not found"):
+        load_space(path)
+
+
+def test_shipped_spaces_are_valid():
+    import glob
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spaces = glob.glob(os.path.join(root, "tune_spaces", "*.yaml"))
+    assert spaces
+    for path in spaces:
+        assert load_space(path).space.grid_points()

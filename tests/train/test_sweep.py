@@ -1,0 +1,52 @@
+"""A real 2-trial sweep: Ray Tune trials each running a nested TorchTrainer, tracked as
+child runs of one MLflow parent run (SQLite store), ending with the Pareto artifacts."""
+import json
+import os
+
+import pytest
+
+from rubiks_service.cli import main as cli_main
+from rubiks_service.tracking.mlflow_store import make_client
+from rubiks_service.tracking.sweep_results import child_runs
+from rubiks_service.tune.space import load_space
+from rubiks_service.tune.sweep import run_sweep
+
+from .conftest import training_config, write_yaml
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_two_trial_sweep_parent_child_runs_and_pareto(tmp_path, colour_data, capsys):
+    storage = str(tmp_path / "runs")
+    base = write_yaml(tmp_path / "base.yaml", training_config(colour_data, storage, optim={"epochs": 1}))
+    space = write_yaml(tmp_path / "space.yaml", {
+        "name": "two-trials", "base": base,
+        "search": {"model.name": {"grid": ["rubiksnet-nano"]}},
+        "baselines": [{"name": "per-frame", "set": {"model.temporal_shift": False}}],
+        "max_concurrent_trials": 2, "scheduler": {"type": "fifo"},
+    })
+    outcome = run_sweep(load_space(space), verbose=0)
+    assert outcome.trials == 2 and outcome.errors == 0
+
+    uri = "sqlite:///" + os.path.join(storage, "mlflow.db")
+    client = make_client(uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    children = child_runs(client, "tests", outcome.parent_run_id)
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    kinds = sorted(c.data.tags["rubiks.kind"] for c in children)
+    assert kinds == ["baseline", "rubiksnet"]
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "val_top1")
+        assert [m.step for m in history] == [1]  # per-epoch metrics arrived while training ran
+        assert {"1clip_top1", "gmacs", "mparams"} <= set(child.data.metrics)
+        assert child.data.params["model.name"] == "rubiksnet-nano"
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")}
+        assert artifacts == {"checkpoint/checkpoint.pt"}
+    pareto = {a.path for a in client.list_artifacts(outcome.parent_run_id, "pareto")}
+    assert {"pareto/pareto.png", "pareto/pareto.json", "pareto/pareto_gmacs.txt"} <= pareto
+    # the per-frame baseline costs the 2D shift of the same tier
+    assert len(outcome.points) == 2
+
+    assert cli_main(["pareto", "--experiment", "tests", "--tracking-uri", uri, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["parent_run_id"] == outcome.parent_run_id and printed["frontier"]
