@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=_ui)
 
+    from rubiks_service.queue.cli import add_parsers as add_queue_parsers
+
+    add_queue_parsers(sub)
+
     data = sub.add_parser("data", help="datasets: synthesise, prepare manifests, inspect").add_subparsers(
         dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the built-in motion dataset (mp4 + manifests)")

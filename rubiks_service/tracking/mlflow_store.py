@@ -54,6 +54,8 @@ def tracked_run(client, experiment: str, run_name: str, *, parent_run_id: str | 
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     all_tags["mlflow.runName"] = run_name
+    if os.environ.get("RUBIKS_JOB_ID"):  # started by the job queue: lets it find this run
+        all_tags["rubiks.job_id"] = os.environ["RUBIKS_JOB_ID"]
     run = client.create_run(experiment_id(client, experiment, artifact_root), run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     try:

@@ -143,12 +143,17 @@ def read_yaml(path: str) -> dict:
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
-    """Read, override and validate a training YAML; relative data paths are taken from the YAML's folder."""
+    """Read, override and validate a training YAML; relative data and storage paths are taken from the
+    YAML's folder."""
     raw = apply_overrides(read_yaml(path), overrides)
     base = os.path.dirname(os.path.abspath(path))
+    def resolve(section: dict, key: str) -> None:
+        if isinstance(section.get(key), str) and not os.path.isabs(section[key]):
+            section[key] = os.path.normpath(os.path.join(base, section[key]))
+
     data = raw.get("data")
     if isinstance(data, dict):
         for key in ("train_manifest", "val_manifest", "data_root"):
-            if isinstance(data.get(key), str) and not os.path.isabs(data[key]):
-                data[key] = os.path.normpath(os.path.join(base, data[key]))
+            resolve(data, key)
+    resolve(raw, "storage_path")  # so a run lands in the same place whatever the working directory
     return validate(raw, path)

@@ -1,0 +1,173 @@
+"""`rubiks submit`, `rubiks jobs list|status|logs|cancel`, `rubiks serve`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+
+
+def _store(args):
+    from .store import JobStore, default_queue_url
+
+    return JobStore(args.queue_url or default_queue_url(args.storage_path))
+
+
+def _client(address: str | None):
+    """A Jobs API client; token auth (RAY_AUTH_TOKEN or the token file) is applied by Ray itself."""
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(_dashboard(address))
+
+
+def _dashboard(address: str | None) -> str:
+    address = address or os.environ.get("RAY_DASHBOARD_ADDRESS") or os.environ.get("RAY_ADDRESS") or DEFAULT_DASHBOARD
+    if address.startswith("ray://") or address == "auto" or ":6379" in address:
+        raise SystemExit(f"rubiks: {address!r} is a GCS address; the Jobs API wants the dashboard URL, e.g. {DEFAULT_DASHBOARD}")
+    return address if "://" in address else f"http://{address}"
+
+
+def _submit(args) -> int:
+    from rubiks_service.train.config import ConfigError
+
+    from .spec import load_job_spec
+
+    try:
+        spec = load_job_spec(args.spec, priority=args.priority)
+    except ConfigError as exc:
+        print(f"rubiks submit: {exc}", file=sys.stderr)
+        return 2
+    store = _store(args)
+    job = store.add(spec)
+    if args.address:  # submit at once as well, if the concurrency limit allows
+        _dispatcher(store, _client(args.address), args).step()
+        job = store.get(job.id)
+    print(json.dumps(job.as_dict(), indent=2) if args.json else f"{job.id}  {job.state}  {spec.kind} {spec.name}")
+    return 0
+
+
+def _dispatcher(store, client, args):
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    from .dispatcher import Dispatcher, mlflow_run_finder
+
+    uri = resolve_tracking_uri(getattr(args, "tracking_uri", None), args.storage_path)
+    return Dispatcher(store, client, max_running=getattr(args, "max_running", 1), launcher=_launcher(args),
+                      tracking_uri=uri, find_mlflow_run=mlflow_run_finder(uri))
+
+
+def _launcher(args) -> str:
+    """How the cluster runs the CLI: this very interpreter for the embedded local Ray, else `rubiks`."""
+    import shlex
+
+    if getattr(args, "launcher", None):
+        return args.launcher
+    return "rubiks" if getattr(args, "address", None) else f"{shlex.quote(sys.executable)} -m rubiks_service.cli"
+
+
+def _jobs(args) -> int:
+    from .store import ACTIVE, UnknownJob
+
+    store = _store(args)
+    try:
+        if args.jobs_command == "list":
+            jobs = store.list(args.state)
+            if args.json:
+                print(json.dumps([j.as_dict() for j in jobs], indent=2))
+            for j in [] if args.json else jobs:
+                print(f"{j.id:34} {j.state:10} p={j.priority:<3} {j.kind:5} {j.name:24} {j.created_at:%Y-%m-%d %H:%M:%S}"
+                      + (f"  mlflow={j.mlflow_run_id}" if j.mlflow_run_id else "") + (f"  error={j.error[:60]}" if j.error else ""))
+            return 0
+        job = store.get(args.id)
+        if args.jobs_command == "status":
+            print(json.dumps(job.as_dict(), indent=2))
+            return 0
+        if args.jobs_command == "cancel":
+            print(_dispatcher(store, _client(args.address) if job.state in ACTIVE else None, args).cancel(job.id))
+            return 0
+        if args.jobs_command == "logs":
+            return _logs(store, job, args)
+    except UnknownJob as exc:
+        print(f"rubiks jobs: {exc.args[0]}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _logs(store, job, args) -> int:
+    from .store import TERMINAL
+
+    if not job.submission_id:
+        print(f"{job.id} is {job.state}: no logs yet", file=sys.stderr)
+        return 1
+    client = _client(args.address)
+    shown = 0
+    while True:
+        text = client.get_job_logs(job.submission_id)
+        sys.stdout.write(text[shown:])
+        sys.stdout.flush()
+        shown = len(text)
+        if not args.follow or str(client.get_job_status(job.submission_id).value) in ("SUCCEEDED", "FAILED", "STOPPED") \
+                or store.get(job.id).state in TERMINAL:
+            return 0
+        time.sleep(1.0)
+
+
+def _serve(args) -> int:
+    store = _store(args)
+    address = args.address
+    if not address:  # the embedded default: a local Ray instance with its dashboard on 127.0.0.1
+        import ray
+
+        ctx = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=args.num_cpus)
+        address = "http://" + ctx.dashboard_url
+    dispatcher = _dispatcher(store, _client(address), args)
+    print(f"[serve] dispatching {store.url} to {address} (max {args.max_running} running)", flush=True)
+    dispatcher.serve(poll_s=args.poll, until_idle=args.until_idle, progress=lambda m: print(f"[serve] {m}", flush=True))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--queue-url", help="job database URL (default: RUBIKS_QUEUE_URL or sqlite under the storage path)")
+    p.add_argument("--storage-path", default="runs")
+
+
+def add_parsers(sub) -> None:
+    submit = sub.add_parser("submit", help="queue a job (jobs/*.yaml)")
+    submit.add_argument("spec")
+    submit.add_argument("--priority", type=int, help="override the spec's priority (higher first)")
+    submit.add_argument("--address", help="Ray dashboard URL: also submit at once if capacity allows")
+    submit.add_argument("--tracking-uri")
+    submit.add_argument("--json", action="store_true")
+    _common(submit)
+    submit.set_defaults(func=_submit)
+
+    jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True)
+    lst = jsub.add_parser("list")
+    lst.add_argument("--state", action="append", help="only these states")
+    lst.add_argument("--json", action="store_true")
+    _common(lst)
+    for name in ("status", "logs", "cancel"):
+        p = jsub.add_parser(name)
+        p.add_argument("id")
+        p.add_argument("--address", help=f"Ray dashboard URL (default: RAY_DASHBOARD_ADDRESS or {DEFAULT_DASHBOARD})")
+        if name == "logs":
+            p.add_argument("--follow", action="store_true")
+        _common(p)
+    for p in (lst, *(jsub.choices[n] for n in ("status", "logs", "cancel"))):
+        p.set_defaults(func=_jobs)
+
+    serve = sub.add_parser("serve", help="run the dispatcher (queue -> Ray Jobs)")
+    serve.add_argument("--address", help="Ray dashboard URL (default: start a local Ray instance)")
+    serve.add_argument("--max-running", type=int, default=1)
+    serve.add_argument("--poll", type=float, default=2.0, help="seconds between queue/cluster checks")
+    serve.add_argument("--until-idle", action="store_true", help="exit once nothing is queued or running")
+    serve.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray instance")
+    serve.add_argument("--tracking-uri")
+    serve.add_argument("--launcher", help="command that runs the CLI on the cluster (default: rubiks; "
+                                          "this interpreter for the embedded local Ray)")
+    _common(serve)
+    serve.set_defaults(func=_serve)

@@ -1,0 +1,129 @@
+"""The job table, through SQLAlchemy: an SQLite file by default, PostgreSQL in the deployment.
+
+States: queued -> submitted -> running -> succeeded | failed | cancelled
+(and back to queued when an infrastructure failure is retried). Every state
+change is a conditional UPDATE (`WHERE state IN ...`), so two dispatchers, or
+a dispatcher and a `cancel`, never both win the same transition.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import DateTime, Float, Integer, String, Text, create_engine, func, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .spec import JobSpec
+
+QUEUED, SUBMITTED, RUNNING = "queued", "submitted", "running"
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+ACTIVE = (SUBMITTED, RUNNING)
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+
+def default_queue_url(storage_path: str = "runs") -> str:
+    return os.environ.get("RUBIKS_QUEUE_URL") or "sqlite:///" + os.path.join(os.path.abspath(storage_path), "queue.db")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class Job(_Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[str] = mapped_column(Text)  # the JobSpec as JSON
+    priority: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    submission_id: Mapped[str | None] = mapped_column(String(80), nullable=True)  # Ray's; = id on attempt 1
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cpus: Mapped[float] = mapped_column(Float, default=0.0)
+    gpus: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+    @property
+    def job_spec(self) -> JobSpec:
+        return JobSpec.model_validate_json(self.spec)
+
+    def as_dict(self) -> dict:
+        out = {c.name: getattr(self, c.name) for c in self.__table__.columns if c.name != "spec"}
+        return {k: v.isoformat() + "Z" if isinstance(v, dt.datetime) else v for k, v in out.items()}
+
+
+class UnknownJob(KeyError):
+    pass
+
+
+class JobStore:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
+        self.url = url
+        self.engine = create_engine(url, future=True)
+        _Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False, future=True)
+
+    def session(self) -> Session:
+        return self._session()
+
+    def add(self, spec: JobSpec) -> Job:
+        job_id = f"rubiks-{spec.kind}-{uuid.uuid4().hex[:12]}"
+        job = Job(id=job_id, name=spec.name, kind=spec.kind, spec=spec.model_dump_json(), priority=spec.priority,
+                  state=QUEUED, cpus=spec.resources.cpus, gpus=spec.resources.gpus, created_at=_now())
+        with self.session() as s, s.begin():
+            s.add(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r} in {self.url}")
+        return job
+
+    def list(self, states: Iterable[str] | None = None) -> list[Job]:
+        query = select(Job).order_by(Job.created_at)
+        if states:
+            query = query.where(Job.state.in_(list(states)))
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def next_queued(self, limit: int) -> list[Job]:
+        """Queued jobs in dispatch order: priority (high first), then FIFO."""
+        query = select(Job).where(Job.state == QUEUED).order_by(Job.priority.desc(), Job.created_at).limit(limit)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def count(self, states: Iterable[str]) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(Job).where(Job.state.in_(list(states))))
+
+    def transition(self, job_id: str, from_states: Iterable[str], to_state: str, **fields) -> bool:
+        """Move a job to `to_state` only if it is in one of `from_states`; True if this call did it."""
+        stamp = {SUBMITTED: "submitted_at", RUNNING: "started_at"}.get(to_state)
+        if stamp:
+            fields.setdefault(stamp, _now())
+        if to_state in TERMINAL:
+            fields.setdefault("finished_at", _now())
+        with self.session() as s, s.begin():
+            result = s.execute(update(Job).where(Job.id == job_id, Job.state.in_(list(from_states)))
+                               .values(state=to_state, **fields))
+            return result.rowcount == 1
+
+    def set_fields(self, job_id: str, **fields) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(Job).where(Job.id == job_id).values(**fields))

@@ -1,0 +1,1 @@
+from ..train.conftest import colour_data, ray_cluster  # noqa: F401  (shared fixtures)
