@@ -187,7 +187,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0 if outcome.points else 1
     print(f"\nsweep {space.space.name!r}: {outcome.trials} trials ({outcome.errors} failed), "
           f"MLflow experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
-    print("\nall finished trials:\n" + format_table(outcome.points, TABLE_COLUMNS[:-1]))
+    print("\nall trials (val_top1: last epoch; 1clip_top1: final evaluation):\n"
+          + format_table(outcome.trials_table, ("label", "kind", "model", "outcome", "val_top1", "1clip_top1", "gmacs")))
     print("\nPareto frontier (1-clip top-1 vs GMACs):\n" + format_table(frontier(outcome.points), TABLE_COLUMNS[:-1]))
     if outcome.frontier_png:
         print(f"\nplot: {outcome.frontier_png}")

@@ -18,8 +18,13 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   "${PIP[@]}" install --upgrade pip setuptools wheel
   "${PIP[@]}" install torch==2.13.0
 fi
-"${PIP[@]}" install "pybind11>=2.12" ninja
-echo "[setup] installing rubiks-service and building the extension (ext/)"
-"${PIP[@]}" install --no-build-isolation -e '.[test]'
+# rebuild only when the sources of the build changed (the editable install covers the Python code)
+stamp=$(cat setup.py pyproject.toml ext/*.* ext/*/* 2>/dev/null | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.rubiks-build 2>/dev/null)" != "$stamp" ] || ! .venv/bin/python -c 'import rubiks_service._C' 2>/dev/null; then
+  "${PIP[@]}" install "pybind11>=2.12" ninja
+  echo "[setup] installing rubiks-service and building the extension (ext/)"
+  "${PIP[@]}" install --no-build-isolation -e '.[test]'
+  echo "$stamp" > .venv/.rubiks-build
+fi
 .venv/bin/python -c 'import torch; from rubiks_service.ops import has_kernel; \
 assert has_kernel(torch.device("cpu")), "the compiled extension did not build"; print("[setup] extension ok")'

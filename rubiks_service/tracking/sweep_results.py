@@ -52,6 +52,20 @@ def sweep_points(client, experiment: str, parent_run_id: str) -> list[dict]:
     return sorted(points, key=lambda p: p["gmacs"])
 
 
+def trial_summaries(client, experiment: str, parent_run_id: str) -> list[dict]:
+    """Every trial of a sweep, stopped and failed ones included: label, outcome, last val top-1, final top-1."""
+    rows = []
+    for run in child_runs(client, experiment, parent_run_id):
+        tags, m = run.data.tags, run.data.metrics
+        outcome = ("failed" if run.info.status == "FAILED" else "stopped early" if tags.get("stopped_early")
+                   else "finished" if run.info.status == "FINISHED" else run.info.status.lower())
+        rows.append({"label": tags.get("rubiks.label", run.info.run_name), "kind": tags.get("rubiks.kind", ""),
+                     "model": run.data.params.get("model.name", ""), "outcome": outcome,
+                     "val_top1": m.get("val_top1", float("nan")), "1clip_top1": m.get(ACCURACY, float("nan")),
+                     "gmacs": m.get("gmacs", float("nan"))})
+    return sorted(rows, key=lambda r: (r["kind"], r["label"]))
+
+
 def frontier(points: list[dict], cost: str = "gmacs") -> list[dict]:
     return pareto_front(points, accuracy=ACCURACY, cost=cost)
 

@@ -60,6 +60,7 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 def train_loop_per_worker(config: dict) -> None:
+    import ray
     import ray.train
     import ray.train.torch
 
@@ -131,6 +132,7 @@ def train_loop_per_worker(config: dict) -> None:
             "clips_per_s": clips_seen * ctx.get_world_size() / max(epoch_time, 1e-9),
             "bad_videos": monitor.bad,
             "resumed_from_epoch": start_epoch,  # > 0: this attempt continued from a checkpoint
+            "node_id": ray.get_runtime_context().get_node_id(),  # where rank 0 ran (multi-node placement)
         }
         if aq_layers:
             metrics["aq_temperature"] = float(aq_layers[0].T)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,10 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
+    import ray.data
+
+    # per-operator bars from every trial interleave into noise; the epoch lines are the progress
+    ray.data.DataContext.get_current().enable_progress_bars = os.environ.get("RUBIKS_DATA_PROGRESS") == "1"
     datasets, classes = datasets_for(cfg)
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -51,7 +56,7 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
             resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
         ),
         run_config=RunConfig(
-            name=run_name or cfg.name,
+            name=re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name or cfg.name),  # a folder name
             storage_path=os.path.abspath(cfg.storage_path),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),

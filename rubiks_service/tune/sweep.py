@@ -16,7 +16,13 @@ import os
 from dataclasses import dataclass
 
 from rubiks_service.tracking.mlflow_store import log_params, make_client, resolve_tracking_uri, tracked_run
-from rubiks_service.tracking.sweep_results import PARENT_TAG, close_orphaned_children, log_frontier, sweep_points
+from rubiks_service.tracking.sweep_results import (
+    PARENT_TAG,
+    close_orphaned_children,
+    log_frontier,
+    sweep_points,
+    trial_summaries,
+)
 
 from .space import LoadedSpace
 
@@ -29,6 +35,7 @@ class SweepOutcome:
     trials: int
     errors: int
     frontier_png: str | None
+    trials_table: list[dict]  # every trial: outcome, last val top-1, final top-1
 
 
 def _trial(config: dict, loaded: LoadedSpace, where: dict) -> None:
@@ -87,4 +94,5 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
         close_orphaned_children(client, experiment, parent)
         points = sweep_points(client, experiment, parent)
         png = log_frontier(client, parent, points)
-    return SweepOutcome(parent, experiment, points, len(grid), errors, png)
+        table = trial_summaries(client, experiment, parent)
+    return SweepOutcome(parent, experiment, points, len(grid), errors, png, table)

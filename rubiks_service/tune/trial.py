@@ -25,6 +25,8 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         log_params(client, run_id, cfg.model_dump())
         outcome = fit(cfg, callbacks=[MlflowEpochLogger(tracking_uri, run_id), *(extra_callbacks or [])],
                       run_name=name)
+        if outcome.metrics.get("node_id"):
+            client.set_tag(run_id, "rubiks.train_node", outcome.metrics["node_id"])
         if outcome.checkpoint_path is None:
             raise RuntimeError(f"training run {name!r} produced no checkpoint")
         model = load_trained(cfg, outcome.checkpoint_path, len(outcome.classes))

@@ -1,0 +1,28 @@
+# One image for every service of docker-compose.yml: the rubiks package with its compiled
+# extension (CPU + CUDA kernels), Ray, MLflow and the PostgreSQL driver. linux/amd64 only:
+# decord has no ARM wheel.
+FROM --platform=linux/amd64 nvidia/cuda:13.0.0-devel-ubuntu24.04 AS build
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_BREAK_SYSTEM_PACKAGES=1
+RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-dev python3.11-venv \
+        python3-pip build-essential ffmpeg && rm -rf /var/lib/apt/lists/*
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# a CUDA build of torch: the extension gets CUDA kernels (TORCH_CUDA_ARCH_LIST: Hopper and Ampere)
+RUN pip install "torch>=2.11,<2.15" "pybind11>=2.12" ninja setuptools wheel
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY ext ext
+COPY rubiks_service rubiks_service
+ENV TORCH_CUDA_ARCH_LIST="8.0;9.0"
+RUN pip install --no-build-isolation ".[service]"
+
+FROM --platform=linux/amd64 nvidia/cuda:13.0.0-runtime-ubuntu24.04
+ENV DEBIAN_FRONTEND=noninteractive PATH=/opt/venv/bin:$PATH
+RUN apt-get update && apt-get install -y --no-install-recommends python3.11 ffmpeg libgomp1 curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /work
+COPY configs configs
+COPY tune_spaces tune_spaces
+COPY jobs jobs
+RUN rubiks info

@@ -1,0 +1,70 @@
+"""docker-compose.yml is checked without a Docker engine: against the compose specification's
+JSON schema (check-jsonschema's vendored copy), and each service's command against our CLI."""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from rubiks_service.cli import build_parser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMPOSE = os.path.join(ROOT, "docker-compose.yml")
+
+
+def _compose() -> dict:
+    with open(COMPOSE) as f:
+        return yaml.safe_load(f)  # resolves the <<: merge keys the way compose does
+
+
+def test_compose_file_matches_the_compose_specification():
+    exe = shutil.which("check-jsonschema") or os.path.join(os.path.dirname(sys.executable), "check-jsonschema")
+    if not os.path.exists(exe):
+        pytest.skip("check-jsonschema is not installed")
+    done = subprocess.run([exe, "--builtin-schema", "vendor.compose-spec", COMPOSE], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_services_and_exposure():
+    services = _compose()["services"]
+    assert set(services) == {"postgres", "mlflow", "ray-head", "ray-gpu-worker", "dispatcher"}
+    published = {name: svc.get("ports", []) for name, svc in services.items() if svc.get("ports")}
+    # only the UI/API a user needs, and only on the host's loopback
+    assert published == {"mlflow": ["127.0.0.1:5000:5000"], "ray-head": ["127.0.0.1:8265:8265"]}
+    for name in ("mlflow", "ray-head", "ray-gpu-worker", "dispatcher"):
+        env = services[name]["environment"]
+        assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # required, never defaulted off
+        assert "RAY_AUTH_MODE" not in env
+    gpu = services["ray-gpu-worker"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu["shm_size"]
+
+
+def test_service_commands_match_the_cli():
+    services = _compose()["services"]
+    dispatcher = shlex.split(services["dispatcher"]["command"])
+    assert dispatcher[0] == "rubiks"
+    args = build_parser().parse_args(dispatcher[1:])
+    assert args.command == "serve" and args.address == "http://ray-head:8265"
+
+    head = shlex.split(services["ray-head"]["command"])
+    assert head[:3] == ["ray", "start", "--head"] and "--port=6379" in head and "--dashboard-port=8265" in head
+    worker = shlex.split(services["ray-gpu-worker"]["command"])
+    assert worker == ["ray", "start", "--address=ray-head:6379", "--block"]
+
+    mlflow = shlex.split(services["mlflow"]["command"])
+    assert mlflow[:2] == ["mlflow", "server"]
+    uri = mlflow[mlflow.index("--backend-store-uri") + 1]
+    assert uri.startswith("postgresql+psycopg://") and "@postgres:5432/" in uri
+    assert "--allowed-hosts" in mlflow
+    # the queue and MLflow share the postgres service
+    assert services["dispatcher"]["environment"]["RUBIKS_QUEUE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_dockerfile_installs_the_package_with_its_extension():
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read()
+    assert "linux/amd64" in text and "--no-build-isolation" in text and "rubiks info" in text
