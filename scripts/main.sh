@@ -8,7 +8,7 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
 if [ ! -f runs/motion-data/val.csv ]; then
-  rubiks data synth runs/motion-data --train-per-class 150 --val-per-class 30
+  rubiks data synth runs/motion-data --train-per-class 120 --val-per-class 25
 fi
 rubiks sweep tune_spaces/motion-demo.yaml "$@"
 echo

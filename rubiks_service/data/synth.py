@@ -65,12 +65,12 @@ def render_video(label: str, rng: np.random.Generator, num_frames: int = 16, siz
     """(T, size, size, 3) uint8 frames of one video of class `label`."""
     if label not in CLASSES:
         raise ValueError(f"unknown synthetic class {label!r}; choose one of {CLASSES}")
-    background = 0.4 * _texture(rng, size, noise=0.05) + 0.3  # muted, so the object stands out
+    background = 0.25 * _texture(rng, size, noise=0.05) + 0.35  # muted, so the object stands out
     texture = _texture(rng, 32)
     t = np.arange(num_frames) - (num_frames - 1) / 2  # centred time: pairs are time reversals
-    radius = np.full(num_frames, rng.uniform(size * 0.12, size * 0.2))
+    radius = np.full(num_frames, rng.uniform(size * 0.15, size * 0.22))
     angle = np.full(num_frames, rng.uniform(0, 2 * np.pi))
-    speed = rng.uniform(1.5, 3.0)  # pixels per frame
+    speed = rng.uniform(2.0, 3.5)  # pixels per frame
     travel = min(speed * (num_frames - 1) / 2, size / 2 - radius[0] - 3)  # the path stays inside the frame
     speed = travel / ((num_frames - 1) / 2)
     margin = radius[0] + 2

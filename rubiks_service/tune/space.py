@@ -7,15 +7,15 @@
       aq.budget: {grid: [0.25, 0.5]}
       model.name: {grid: [rubiksnet-nano, rubiksnet-micro]}
       optim.lr: {loguniform: [0.001, 0.01]}
-    baselines:                           # extra trials, each a fixed set of overrides
-      - {name: per-frame, set: {model.temporal_shift: false}}
+    extra_trials:                        # fixed points run besides the grid (kind: rubiksnet | baseline)
+      - {name: per-frame, kind: baseline, set: {model.temporal_shift: false}}
     num_samples: 1                       # repeats of the grid (random keys re-drawn each time)
     max_concurrent_trials: 2
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
     metric: val_top1
     mode: max
 
-Grid keys are expanded here into explicit trial points (so baselines are extra
+Grid keys are expanded here into explicit trial points (so extra trials are extra
 points, not multiplied with the grid); choice/uniform/loguniform keys are left
 to Tune to sample. Every key and every value a trial could get is checked
 against the training config before anything starts: an unknown key or a value
@@ -71,8 +71,9 @@ class Distribution(_Strict):
         return list(getattr(self, self.kind))
 
 
-class Baseline(_Strict):
+class ExtraTrial(_Strict):
     name: str
+    kind: Literal["rubiksnet", "baseline"] = "baseline"  # baselines are marked apart on the Pareto plot
     set: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -87,7 +88,7 @@ class SearchSpace(_Strict):
     base: str
     set: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Distribution] = Field(default_factory=dict)
-    baselines: list[Baseline] = Field(default_factory=list)
+    extra_trials: list[ExtraTrial] = Field(default_factory=list)
     num_samples: int = Field(1, ge=1)
     max_concurrent_trials: int = Field(1, ge=1)
     scheduler: Scheduler = Scheduler()
@@ -95,11 +96,11 @@ class SearchSpace(_Strict):
     mode: Literal["max", "min"] = "max"
 
     def grid_points(self) -> list[dict[str, Any]]:
-        """One override dict per trial point: the grid's cartesian product, then the baselines."""
+        """One override dict per trial point: the grid's cartesian product, then the extra trials."""
         keys = [k for k, d in self.search.items() if d.kind == "grid"]
         combos = itertools.product(*(self.search[k].grid for k in keys))
         points = [{"label": _label(dict(zip(keys, c))), "baseline": False, "set": dict(zip(keys, c))} for c in combos]
-        points += [{"label": b.name, "baseline": True, "set": dict(b.set)} for b in self.baselines]
+        points += [{"label": e.name, "baseline": e.kind == "baseline", "set": dict(e.set)} for e in self.extra_trials]
         return points
 
     def random_keys(self) -> dict[str, Distribution]:
@@ -154,7 +155,7 @@ def load_space(path: str) -> LoadedSpace:
 def _check_trials(loaded: LoadedSpace) -> None:
     """Every grid point with each end of every sampled range must give a valid training config."""
     space = loaded.space
-    for key in list(space.set) + list(space.search) + [k for b in space.baselines for k in b.set]:
+    for key in list(space.set) + list(space.search) + [k for e in space.extra_trials for k in e.set]:
         _check_key(loaded.path, key)
     probes = [{}] + [{k: v} for k, d in space.random_keys().items() for v in d.probe_values()]
     for point in space.grid_points():

@@ -62,11 +62,11 @@ def _space(tmp_path, base_yaml, **fields):
     return write_yaml(tmp_path / "space.yaml", tree)
 
 
-def test_good_space_expands_grid_and_baselines(tmp_path, base_yaml):
+def test_good_space_expands_grid_and_extra_trials(tmp_path, base_yaml):
     loaded = load_space(_space(tmp_path, base_yaml, search={
         "aq.budget": {"grid": [0.25, 0.5]}, "model.name": {"grid": ["rubiksnet-nano", "rubiksnet-micro"]},
         "optim.lr": {"loguniform": [0.001, 0.01]}},
-        baselines=[{"name": "per-frame", "set": {"model.temporal_shift": False}}]))
+        extra_trials=[{"name": "per-frame", "set": {"model.temporal_shift": False}}]))
     points = loaded.space.grid_points()
     assert len(points) == 5 and points[-1]["baseline"] and points[-1]["label"] == "per-frame"
     assert {p["set"]["aq.budget"] for p in points[:4]} == {0.25, 0.5}
@@ -82,7 +82,8 @@ def test_good_space_expands_grid_and_baselines(tmp_path, base_yaml):
     ({"search": {"optim.lr": {"grid": []}}}, "at least one"),
     ({"search": {"model.variant": {"choice": ["rs", "bogus"]}}}, "model.variant"),
     ({"search": {"aq.budget": {"uniform": [0.1, 2.0]}}}, "aq.budget"),
-    ({"baselines": [{"name": "b", "set": {"model.nope": 1}}]}, "model.nope"),
+    ({"extra_trials": [{"name": "b", "set": {"model.nope": 1}}]}, "model.nope"),
+    ({"extra_trials": [{"name": "b", "kind": "tsm"}]}, "extra_trials.0.kind"),
     ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
     ({"scheduler": {"type": "hyperband"}}, "scheduler.type"),
     ({"surprise": 1}, "surprise"),

@@ -21,7 +21,7 @@ def test_two_trial_sweep_parent_child_runs_and_pareto(tmp_path, colour_data, cap
     space = write_yaml(tmp_path / "space.yaml", {
         "name": "two-trials", "base": base,
         "search": {"model.name": {"grid": ["rubiksnet-nano"]}},
-        "baselines": [{"name": "per-frame", "set": {"model.temporal_shift": False}}],
+        "extra_trials": [{"name": "per-frame", "set": {"model.temporal_shift": False}}],
         "max_concurrent_trials": 2, "scheduler": {"type": "fifo"},
     })
     outcome = run_sweep(load_space(space), verbose=0)
