@@ -38,7 +38,7 @@ def _spec(tmp_path, name, **fields):
                                                                 "max_retries": 0, **fields}))
 
 
-def _wait(dispatcher, store, job_id, states, timeout=420):
+def _wait(dispatcher, store, job_id, states, timeout=900):
     deadline = time.time() + timeout
     while time.time() < deadline:
         dispatcher.step()

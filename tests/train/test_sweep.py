@@ -47,6 +47,7 @@ def test_two_trial_sweep_parent_child_runs_and_pareto(tmp_path, colour_data, cap
     # the per-frame baseline costs the 2D shift of the same tier
     assert len(outcome.points) == 2
 
+    capsys.readouterr()  # drop what Tune printed while the sweep ran
     assert cli_main(["pareto", "--experiment", "tests", "--tracking-uri", uri, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["parent_run_id"] == outcome.parent_run_id and printed["frontier"]
