@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from rubiks_service.train.config import ConfigError, load_config, read_yaml
+from rubiks_service.train.config import ConfigError, beside, load_config, read_yaml, validate_as
 
 
 class Resources(BaseModel):
@@ -47,14 +47,8 @@ class JobSpec(BaseModel):
 
 
 def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
-    raw = read_yaml(path)
-    try:
-        spec = JobSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
-    config = spec.config if os.path.isabs(spec.config) else os.path.join(os.path.dirname(os.path.abspath(path)), spec.config)
-    spec = spec.model_copy(update={"config": os.path.normpath(config)}
+    spec = validate_as(JobSpec, read_yaml(path), path)
+    spec = spec.model_copy(update={"config": os.path.normpath(beside(path, spec.config))}
                            | ({"priority": priority} if priority is not None else {}))
     check_runnable(spec)
     return spec

@@ -121,12 +121,24 @@ def _split(override: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(text)
 
 
-def validate(raw: dict, source: str = "config") -> TrainConfig:
+def validate_as(model: type[BaseModel], raw: dict, source: str):
+    """`model.model_validate(raw)`, with every problem named by its dotted field in one `ConfigError`."""
     try:
-        return TrainConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
+
+
+def validate(raw: dict, source: str = "config") -> TrainConfig:
+    return validate_as(TrainConfig, raw, source)
+
+
+def beside(yaml_path: str, path: str) -> str:
+    """`path` as written in the YAML file `yaml_path`: a relative path is taken from that file's folder."""
+    if os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(yaml_path)), path))
 
 
 def read_yaml(path: str) -> dict:
@@ -146,10 +158,10 @@ def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
     """Read, override and validate a training YAML; relative data and storage paths are taken from the
     YAML's folder."""
     raw = apply_overrides(read_yaml(path), overrides)
-    base = os.path.dirname(os.path.abspath(path))
+
     def resolve(section: dict, key: str) -> None:
-        if isinstance(section.get(key), str) and not os.path.isabs(section[key]):
-            section[key] = os.path.normpath(os.path.join(base, section[key]))
+        if isinstance(section.get(key), str):
+            section[key] = beside(path, section[key])
 
     data = raw.get("data")
     if isinstance(data, dict):

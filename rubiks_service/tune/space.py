@@ -24,12 +24,20 @@ of the wrong type or range is a `ConfigError` naming the file and the key.
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rubiks_service.train.config import ConfigError, TrainConfig, apply_overrides, load_config, read_yaml, validate
+from rubiks_service.train.config import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    beside,
+    load_config,
+    read_yaml,
+    validate,
+    validate_as,
+)
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform")
 
@@ -139,14 +147,8 @@ class LoadedSpace:
 
 def load_space(path: str) -> LoadedSpace:
     """Read and fully validate a search-space file (and its base training config)."""
-    raw = read_yaml(path)
-    try:
-        space = SearchSpace.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
-    base_path = space.base if os.path.isabs(space.base) else os.path.join(os.path.dirname(os.path.abspath(path)), space.base)
-    base = load_config(base_path)  # validates the base and resolves its data paths
+    space = validate_as(SearchSpace, read_yaml(path), path)
+    base = load_config(beside(path, space.base))  # validates the base and resolves its data paths
     loaded = LoadedSpace(path, space, base.model_dump())
     _check_trials(loaded)
     return loaded
