@@ -71,13 +71,6 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     return TrainOutcome(result.metrics or {}, ckpt, classes, history)
 
 
-def load_trained(cfg: TrainConfig, checkpoint_file: str, num_classes: int) -> torch.nn.Module:
-    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
-    model = build_from_config(cfg, num_classes)
-    model.load_state_dict(state["model"])
-    return model.eval()
-
-
 def load_checkpoint(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
     """A checkpoint written by training -> (model in eval mode, its training config, its classes)."""
     if not os.path.exists(checkpoint_file):

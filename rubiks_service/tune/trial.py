@@ -13,7 +13,7 @@ from rubiks_service.ops.attention_shift import attention_shift_layers, realised_
 from rubiks_service.tracking.mlflow_store import log_metrics, log_params, make_client, tracked_run
 from rubiks_service.tracking.train_callback import MlflowEpochLogger
 from rubiks_service.train.config import TrainConfig
-from rubiks_service.train.trainer import evaluate, fit, load_trained
+from rubiks_service.train.trainer import evaluate, fit, load_checkpoint
 
 
 def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: str | None = None,
@@ -29,7 +29,7 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
             client.set_tag(run_id, "rubiks.train_node", outcome.metrics["node_id"])
         if outcome.checkpoint_path is None:
             raise RuntimeError(f"training run {name!r} produced no checkpoint")
-        model = load_trained(cfg, outcome.checkpoint_path, len(outcome.classes))
+        model, _, _ = load_checkpoint(outcome.checkpoint_path)
         summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get("epoch", 0))}
         summary.update({k: v for k, v in outcome.metrics.items() if k.startswith("val_")})  # the last epoch's
