@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 from rubiks_service.data.pipeline import ClipDecoder, ClipSpec, build_dataset

@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
-if [ ! -f runs/motion-data/val.csv ]; then
+# (re)generate when missing or written by a version with other classes
+if ! python -c 'from rubiks_service.data.synth import CLASSES; print("\n".join(CLASSES))' \
+    | cmp -s - runs/motion-data/classes.txt || [ ! -f runs/motion-data/val.csv ]; then
+  rm -rf runs/motion-data
   rubiks data synth runs/motion-data --train-per-class 120 --val-per-class 25
 fi
 rubiks sweep tune_spaces/motion-demo.yaml "$@"

@@ -20,7 +20,7 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 # rebuild only when the sources of the build changed (the editable install covers the Python code)
 stamp=$(cat setup.py pyproject.toml ext/*.* ext/*/* 2>/dev/null | sha256sum | cut -c1-16)
-if [ "$(cat .venv/.rubiks-build 2>/dev/null)" != "$stamp" ] || ! .venv/bin/python -c 'import rubiks_service._C' 2>/dev/null; then
+if [ "$(cat .venv/.rubiks-build 2>/dev/null)" != "$stamp" ] || ! .venv/bin/python -c 'import torch, rubiks_service._C' 2>/dev/null; then
   "${PIP[@]}" install "pybind11>=2.12" ninja
   echo "[setup] installing rubiks-service and building the extension (ext/)"
   "${PIP[@]}" install --no-build-isolation -e '.[test]'

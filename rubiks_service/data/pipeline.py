@@ -10,6 +10,12 @@ valid=False (a warning names the path), and `ClipBatches` drops it and counts
 it; `DataQualityMonitor` raises a clear error when more than the allowed
 fraction of the data is unusable, so a run never silently trains on less.
 
+The frame cache (`build_dataset(..., cache_frames=True)`), for datasets that fit in
+the object store: every video is decoded once, all its frames at the decode size
+(`FrameDecoder`), and materialized; each epoch then only samples and augments
+(`ClipSampler`, run by the consumer as its collate function), so an epoch costs
+no decoding and every epoch draws fresh frames, crops and flips.
+
 Clips travel as uint8 (V, T, S, S, 3) arrays (V views: 1 for training and the
 1-clip protocol, 6 for 2-clip = 2 clips x 3 crops) and are normalised on the
 consumer's device.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +32,7 @@ import numpy as np
 import torch
 
 from . import sampling, transforms
-from .manifest import Manifest, ManifestError, _label_index, read_manifest
+from .manifest import ManifestError, _label_index, read_manifest
 from .video import VideoReadError, read_clips
 
 log = logging.getLogger(__name__)
@@ -73,43 +80,104 @@ def make_views(clips: Sequence[np.ndarray], label: int, spec: ClipSpec, rng: np.
     return np.ascontiguousarray(np.stack(views)), label
 
 
-class ClipDecoder:
-    """`map_batches` stage: manifest rows -> {clip, label, valid}; bad videos flagged, not raised."""
+class _VideoRows:
+    """What both decoders share: label lookup, path resolution, and a bad video turned into
+    a warning and a flagged row instead of an exception."""
 
-    def __init__(self, spec: ClipSpec, classes: Sequence[str], root: str, seed: int | None = None) -> None:
-        self.spec = spec
+    def __init__(self, classes: Sequence[str], root: str) -> None:
         self.classes = list(classes)
         self.by_name = {name: i for i, name in enumerate(self.classes)}
         self.root = root
-        self.rng = np.random.default_rng(seed)
         torch.set_num_threads(1)  # one decoder actor per CPU: no oversubscription from resize ops
+
+    def read(self, path: str, label, choose, short_side: int) -> tuple[list[np.ndarray] | None, int]:
+        """(clips, class index); clips is None when the video or its label is unusable."""
+        index = _label_index(label.item() if hasattr(label, "item") else label, self.classes, self.by_name)
+        if index is None:
+            log.warning("skipping %s: label %r not in the class list", path, label)
+            return None, -1
+        full = path if os.path.isabs(path) else os.path.join(self.root, path)
+        try:
+            return read_clips(full, choose, short_side), index
+        except VideoReadError as exc:
+            log.warning("skipping unreadable video %s", exc)
+            return None, index
+
+
+class ClipDecoder(_VideoRows):
+    """`map_batches` stage: manifest rows -> {clip, label, valid}; bad videos flagged, not raised."""
+
+    def __init__(self, spec: ClipSpec, classes: Sequence[str], root: str, seed: int | None = None) -> None:
+        super().__init__(classes, root)
+        self.spec = spec
+        self.rng = np.random.default_rng(seed)
 
     def _choose(self, num_frames: int) -> list[np.ndarray]:
         return sampling.clip_indices(num_frames, self.spec.segments, self.spec.mode, self.rng)
 
     def decode(self, path: str, label) -> tuple[np.ndarray, int, bool]:
         spec = self.spec
-        empty = np.zeros((spec.views, spec.segments, spec.crop_size, spec.crop_size, 3), np.uint8)
-        index = _label_index(label.item() if hasattr(label, "item") else label, self.classes, self.by_name)
-        if index is None:
-            log.warning("skipping %s: label %r not in the class list", path, label)
-            return empty, -1, False
-        full = path if os.path.isabs(path) else os.path.join(self.root, path)
-        try:
-            clips = read_clips(full, self._choose, spec.decode_short_side)
-            views, index = make_views(clips, index, spec, self.rng)
-        except VideoReadError as exc:
-            log.warning("skipping unreadable video %s", exc)
-            return empty, index, False
+        clips, index = self.read(path, label, self._choose, spec.decode_short_side)
+        if clips is None:
+            return _empty_views(spec), index, False
+        views, index = make_views(clips, index, spec, self.rng)
         return views, index, True
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = [self.decode(str(p), label) for p, label in zip(batch["path"], batch["label"])]
-        return {
-            "clip": np.stack([o[0] for o in out]),
-            "label": np.array([o[1] for o in out], dtype=np.int64),
-            "valid": np.array([o[2] for o in out], dtype=bool),
-        }
+        return _clip_rows([self.decode(str(p), label) for p, label in zip(batch["path"], batch["label"])])
+
+
+def _empty_views(spec: ClipSpec) -> np.ndarray:
+    return np.zeros((spec.views, spec.segments, spec.crop_size, spec.crop_size, 3), np.uint8)
+
+
+def _clip_rows(out: list[tuple[np.ndarray, int, bool]]) -> dict[str, np.ndarray]:
+    return {
+        "clip": np.stack([o[0] for o in out]),
+        "label": np.array([o[1] for o in out], dtype=np.int64),
+        "valid": np.array([o[2] for o in out], dtype=bool),
+    }
+
+
+class FrameDecoder(_VideoRows):
+    """`map_batches` stage of the frame cache: manifest rows -> {frames, label, path, valid}, every
+    frame of each video decoded once at `short_side` (ragged across videos of other sizes)."""
+
+    def __init__(self, short_side: int, classes: Sequence[str], root: str) -> None:
+        super().__init__(classes, root)
+        self.short_side = short_side
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        frames = np.empty(len(batch["path"]), dtype=object)  # filled one by one: shapes may differ
+        labels, valid = [], []
+        for i, (path, label) in enumerate(zip(batch["path"], batch["label"])):
+            clips, index = self.read(str(path), label, lambda n: [np.arange(n)], self.short_side)
+            frames[i] = clips[0] if clips is not None else np.zeros((1, 1, 1, 3), np.uint8)
+            labels.append(index)
+            valid.append(clips is not None)
+        return {"frames": frames, "label": np.array(labels, dtype=np.int64),
+                "path": np.array([str(p) for p in batch["path"]]), "valid": np.array(valid, dtype=bool)}
+
+
+class ClipSampler:
+    """Cached frames -> {clip, label, valid} torch tensors: TSN sampling and augmentation of
+    already-decoded videos, run by the consumer each epoch. Each video's randomness comes from
+    (seed, epoch, its path), so a run reproduces exactly whatever the batching or threading."""
+
+    def __init__(self, spec: ClipSpec, seed: int = 0, epoch: int = 0) -> None:
+        self.spec, self.seed, self.epoch = spec, seed, epoch
+
+    def sample(self, frames: np.ndarray, label: int, path: str) -> tuple[np.ndarray, int]:
+        rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(path.encode())])
+        chosen = sampling.clip_indices(len(frames), self.spec.segments, self.spec.mode, rng)
+        return make_views([frames[idx] for idx in chosen], label, self.spec, rng)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        out = []
+        for frames, label, path, ok in zip(batch["frames"], batch["label"], batch["path"], batch["valid"]):
+            out.append((*self.sample(frames, int(label), str(path)), True) if ok
+                       else (_empty_views(self.spec), int(label), False))
+        return {key: torch.from_numpy(value) for key, value in _clip_rows(out).items()}
 
 
 def build_dataset(
@@ -124,8 +192,13 @@ def build_dataset(
     decode_cpus: float = 1.0,
     concurrency: int | None = None,
     seed: int | None = None,
+    cache_frames: bool = False,
 ):
-    """A Ray Dataset of decoded clips, plus the validated `Manifest` it was built from."""
+    """A Ray Dataset of decoded clips, plus the validated `Manifest` it was built from.
+
+    With `cache_frames`, the dataset holds every video's frames instead (decoded now, once,
+    and materialized): the consumer turns them into clips with a `ClipSampler(spec)`, and
+    shuffles with its local shuffle buffer (the rows are already in memory)."""
     import ray.data
 
     manifest = read_manifest(manifest_path, data_root=data_root, classes=classes)
@@ -136,11 +209,18 @@ def build_dataset(
     # the decoders and the Train workers that hold the rest
     ds = reader(manifest_path, num_cpus=0.1)  # extra columns are ignored by the decoder
     blocks = num_blocks or max(1, min(len(manifest) // batch_size, 64))
-    if (concurrency or 1) > 1:  # several decoders need several blocks
+    if (concurrency or 1) > 1 or cache_frames:  # several decoders, or several workers' shards
         ds = ds.repartition(blocks)
+    root = data_root or os.path.dirname(os.path.abspath(manifest_path))
+    if cache_frames:
+        ds = ds.map_batches(FrameDecoder, batch_size=batch_size, batch_format="numpy", num_cpus=decode_cpus,
+                            fn_constructor_kwargs={"short_side": spec.decode_short_side,
+                                                   "classes": manifest.classes, "root": root},
+                            compute=ray.data.ActorPoolStrategy(size=concurrency or 1))
+        ds.context.execution_options.preserve_order = True  # a seeded run then sees the same epochs
+        return ds.materialize(), manifest
     if shuffle if shuffle is not None else spec.mode == "train":
         ds = ds.random_shuffle(seed=seed, num_cpus=0.1)
-    root = data_root or os.path.dirname(os.path.abspath(manifest_path))
     ds = ds.map_batches(
         ClipDecoder,
         fn_constructor_kwargs={"spec": spec, "classes": manifest.classes, "root": root, "seed": seed},

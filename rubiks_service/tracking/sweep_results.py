@@ -83,7 +83,7 @@ def log_frontier(client, parent_run_id: str, points: list[dict]) -> str | None:
         with open(os.path.join(tmp, "pareto.json"), "w") as f:
             json.dump({"points": points, **{f"frontier_{c}": [p["run_id"] for p in frontier(points, c)] for c in COSTS}},
                       f, indent=2)
-        png = plot_frontier(points, os.path.join(tmp, "pareto.png"), accuracy=ACCURACY, costs=COSTS)
+        plot_frontier(points, os.path.join(tmp, "pareto.png"), accuracy=ACCURACY, costs=COSTS)
         client.log_artifacts(parent_run_id, tmp, artifact_path="pareto")
     best = max(points, key=lambda p: p[ACCURACY])
     client.log_metric(parent_run_id, "best_1clip_top1", best[ACCURACY])

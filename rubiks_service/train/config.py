@@ -42,6 +42,10 @@ class DataConfig(_Strict):
     flip_pairs: dict[int, int] = Field(default_factory=dict)
     min_valid_fraction: float = Field(0.9, ge=0.0, le=1.0)
     decode_cpus: float = Field(0.25, gt=0.0)
+    # decode every video once and keep its frames in the object store (datasets that fit in
+    # memory): epochs then cost no decoding; each worker shuffles its shard in this many rows
+    cache_frames: bool = False
+    shuffle_buffer: int = Field(1024, ge=1)
 
 
 class OptimConfig(_Strict):

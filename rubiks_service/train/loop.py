@@ -28,6 +28,7 @@ from rubiks_service.ops.attention_shift import (
 )
 
 from .config import TrainConfig
+from .datasets import epoch_batches
 from .metrics import AccuracyCounter
 from .model_factory import build_from_config, model_payload
 
@@ -101,7 +102,7 @@ def train_loop_per_worker(config: dict) -> None:
         monitor = DataQualityMonitor(cfg.data.min_valid_fraction)
         train_acc = AccuracyCounter(num_classes)
         loss_sum, steps, clips_seen, start = 0.0, 0, 0, time.perf_counter()
-        for clips, labels in clip_batches(train_shard.iter_torch_batches(batch_size=cfg.data.batch_size), monitor, device):
+        for clips, labels in clip_batches(epoch_batches(train_shard, cfg, "train", epoch), monitor, device):
             clips = clips[:, 0]  # one view in training
             with _autocast(cfg, device):
                 logits = model(clips)
@@ -122,7 +123,7 @@ def train_loop_per_worker(config: dict) -> None:
                       f"{rate:.1f} clips/s (worker 0)", flush=True)
         epoch_time = time.perf_counter() - start
         train_acc.all_reduce()
-        val = evaluate_shard(model, val_shard, num_classes, cfg, device)
+        val = evaluate_shard(model, val_shard, num_classes, cfg, device, epoch)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(steps, 1),
@@ -134,6 +135,12 @@ def train_loop_per_worker(config: dict) -> None:
             "resumed_from_epoch": start_epoch,  # > 0: this attempt continued from a checkpoint
             "node_id": ray.get_runtime_context().get_node_id(),  # where rank 0 ran (multi-node placement)
         }
+        if cfg.data.cache_frames and epoch == cfg.optim.epochs - 1:
+            # cached frames serve any protocol, so the end-of-run evaluation happens here, on every
+            # worker's shard; the last epoch's validation already is the 1-clip protocol
+            metrics.update({f"1clip_{key.removeprefix('val_')}": value for key, value in val.items()})
+            for protocol in sorted(set(cfg.eval_protocols) - {"1clip"}):
+                metrics.update(evaluate_shard(model, val_shard, num_classes, cfg, device, epoch, protocol))
         if aq_layers:
             metrics["aq_temperature"] = float(aq_layers[0].T)
             metrics["realised_budget"] = realised_budget(aq_layers)
@@ -150,16 +157,18 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ckpt)
 
 
-def evaluate_shard(model, shard, num_classes: int, cfg: TrainConfig, device) -> dict[str, float]:
-    """1-clip accuracy of this worker's val shard, summed over workers."""
+def evaluate_shard(model, shard, num_classes: int, cfg: TrainConfig, device, epoch: int,
+                   protocol: str = "1clip") -> dict[str, float]:
+    """Accuracy of this worker's val shard, summed over workers: `val_*` for the per-epoch
+    1-clip check, `<protocol>_*` for another protocol (cached frames only)."""
     model.eval()
     acc = AccuracyCounter(num_classes)
     monitor = DataQualityMonitor(cfg.data.min_valid_fraction)
     with torch.no_grad():
-        for clips, labels in clip_batches(shard.iter_torch_batches(batch_size=cfg.data.batch_size), monitor, device):
+        for clips, labels in clip_batches(epoch_batches(shard, cfg, protocol, epoch), monitor, device):
             acc.update(view_averaged_logits(model, clips), labels)
     acc.all_reduce()
-    return acc.result("val_")
+    return acc.result("val_" if protocol == "1clip" else f"{protocol}_")
 
 
 def view_averaged_logits(model, clips: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from rubiks_service.data.manifest import read_manifest
-from rubiks_service.data.pipeline import ClipSpec, DataQualityMonitor, build_dataset, clip_batches
+from rubiks_service.data.pipeline import DataQualityMonitor, build_dataset, clip_batches
 
 from .config import TrainConfig
+from .datasets import clip_spec, datasets_for
 from .loop import CHECKPOINT_FILE, train_loop_per_worker, view_averaged_logits
 from .metrics import AccuracyCounter
 from .model_factory import build_from_config
@@ -22,18 +23,6 @@ class TrainOutcome:
     checkpoint_path: str | None
     classes: list[str]
     history: list[dict]  # every epoch's metrics, across restarts (carried in the checkpoint)
-
-
-def datasets_for(cfg: TrainConfig):
-    d = cfg.data
-    train_spec = ClipSpec(segments=d.segments, crop_size=d.crop_size, mode="train", flip=d.flip,
-                          flip_pairs=d.flip_pairs)
-    val_spec = ClipSpec(segments=d.segments, crop_size=d.crop_size, mode="1clip")
-    train, manifest = build_dataset(d.train_manifest, train_spec, data_root=d.data_root, batch_size=d.batch_size,
-                                    decode_cpus=d.decode_cpus, seed=cfg.seed)
-    val, _ = build_dataset(d.val_manifest, val_spec, data_root=d.data_root, classes=manifest.classes,
-                           batch_size=d.batch_size, decode_cpus=d.decode_cpus)
-    return {"train": train, "val": val}, manifest.classes
 
 
 def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None = None) -> TrainOutcome:
@@ -88,9 +77,8 @@ def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], proto
              manifest: str | None = None) -> dict[str, float]:
     """Accuracy of a trained model under the 1-clip or 2-clip protocol (views averaged)."""
     d = cfg.data
-    spec = ClipSpec(segments=d.segments, crop_size=d.crop_size, mode=protocol)
-    ds, _ = build_dataset(manifest or d.val_manifest, spec, data_root=d.data_root, classes=classes,
-                          batch_size=d.batch_size, decode_cpus=d.decode_cpus)
+    ds, _ = build_dataset(manifest or d.val_manifest, clip_spec(cfg, protocol), data_root=d.data_root,
+                          classes=classes, batch_size=d.batch_size, decode_cpus=d.decode_cpus)
     acc = AccuracyCounter(len(classes))
     monitor = DataQualityMonitor(d.min_valid_fraction)
     model.eval()

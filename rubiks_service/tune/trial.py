@@ -33,8 +33,9 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get("epoch", 0))}
         summary.update({k: v for k, v in outcome.metrics.items() if k.startswith("val_")})  # the last epoch's
-        for protocol in cfg.eval_protocols:
-            summary.update(evaluate(model, cfg, outcome.classes, protocol))
+        for protocol in cfg.eval_protocols:  # done by the workers already when the frames were cached
+            done = {k: v for k, v in outcome.metrics.items() if k.startswith(f"{protocol}_")}
+            summary.update(done or evaluate(model, cfg, outcome.classes, protocol))
         layers = attention_shift_layers(model)
         if layers:
             for layer in layers:  # inference cost is that of the converted model

@@ -35,6 +35,19 @@ def test_two_worker_ddp_learns_and_checkpoint_evaluates(tmp_path, colour_data):
     assert result["2clip_clips"] == 12 and result["2clip_top1"] >= 0.9
 
 
+def test_frame_cache_run_learns_and_evaluates_both_protocols_in_the_workers(tmp_path, colour_data):
+    cfg = _config(tmp_path, colour_data, "cached", data={"cache_frames": True, "flip": True},
+                  scaling={"num_workers": 2, "cpus_per_worker": 0.5}, eval_protocols=["1clip", "2clip"])
+    outcome = fit(cfg)
+    last = outcome.metrics
+    assert last["val_top1"] >= 0.9 and last["val_clips"] == 12, outcome.history
+    assert "2clip_top1" not in outcome.history[0]  # the protocols run once, after the last epoch
+    assert last["1clip_top1"] == last["val_top1"] and last["2clip_clips"] == 12
+    model, saved_cfg, classes = load_checkpoint(outcome.checkpoint_path)
+    driver_side = evaluate(model, saved_cfg, classes, "2clip")  # decoded afresh, not from the cache
+    assert driver_side["2clip_top1"] == last["2clip_top1"]
+
+
 def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, colour_data):
     first = fit(_config(tmp_path, colour_data, "resume", optim={"epochs": 2}))
     assert first.metrics["epoch"] == 2
