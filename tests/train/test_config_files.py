@@ -108,3 +108,17 @@ def test_shipped_spaces_are_valid():
     assert spaces
     for path in spaces:
         assert load_space(path).space.grid_points()
+
+
+def test_shipped_job_specs_are_runnable():
+    """Every jobs/*.yaml loads and its config or space (with the job's overrides) validates."""
+    import glob
+    import os
+
+    from rubiks_service.queue.spec import check_runnable, load_job_spec
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    specs = glob.glob(os.path.join(root, "jobs", "*.yaml"))
+    assert len(specs) >= 2
+    for path in specs:
+        check_runnable(load_job_spec(path))
