@@ -8,6 +8,7 @@ runs reproduce.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from rubiks_service.data.pipeline import ClipSampler, ClipSpec, build_dataset
@@ -27,8 +28,14 @@ def datasets_for(cfg: TrainConfig):
     d = cfg.data
     common = {"data_root": d.data_root, "batch_size": d.batch_size, "decode_cpus": d.decode_cpus,
               "cache_frames": d.cache_frames}
+    start = time.perf_counter()
+    if d.cache_frames:
+        print(f"[data] decoding {d.train_manifest} and {d.val_manifest} once into the frame cache", flush=True)
     train, manifest = build_dataset(d.train_manifest, clip_spec(cfg, "train"), seed=cfg.seed, **common)
     val, _ = build_dataset(d.val_manifest, clip_spec(cfg, "1clip"), classes=manifest.classes, **common)
+    if d.cache_frames:
+        print(f"[data] frame cache ready: {train.count()} train + {val.count()} val videos "
+              f"in {time.perf_counter() - start:.1f} s", flush=True)
     return {"train": train, "val": val}, manifest.classes
 
 
