@@ -191,14 +191,17 @@ def build_dataset(
     num_blocks: int | None = None,
     decode_cpus: float = 1.0,
     concurrency: int | None = None,
-    seed: int | None = None,
     cache_frames: bool = False,
 ):
     """A Ray Dataset of decoded clips, plus the validated `Manifest` it was built from.
 
     With `cache_frames`, the dataset holds every video's frames instead (decoded now, once,
     and materialized): the consumer turns them into clips with a `ClipSampler(spec)`, and
-    shuffles with its local shuffle buffer (the rows are already in memory)."""
+    shuffles with its local shuffle buffer (the rows are already in memory).
+
+    Without it, Ray Data re-creates the shuffle and the decoder actors for every epoch from the
+    same arguments, so a seed would replay the same order and crops each epoch: training draws
+    fresh randomness instead (the frame cache gives varied epochs that also reproduce)."""
     import ray.data
 
     manifest = read_manifest(manifest_path, data_root=data_root, classes=classes)
@@ -220,10 +223,10 @@ def build_dataset(
         ds.context.execution_options.preserve_order = True  # a seeded run then sees the same epochs
         return ds.materialize(), manifest
     if shuffle if shuffle is not None else spec.mode == "train":
-        ds = ds.random_shuffle(seed=seed, num_cpus=0.1)
+        ds = ds.random_shuffle(num_cpus=0.1)
     ds = ds.map_batches(
         ClipDecoder,
-        fn_constructor_kwargs={"spec": spec, "classes": manifest.classes, "root": root, "seed": seed},
+        fn_constructor_kwargs={"spec": spec, "classes": manifest.classes, "root": root},
         batch_size=batch_size,
         batch_format="numpy",
         num_cpus=decode_cpus,

@@ -31,7 +31,7 @@ def datasets_for(cfg: TrainConfig):
     start = time.perf_counter()
     if d.cache_frames:
         print(f"[data] decoding {d.train_manifest} and {d.val_manifest} once into the frame cache", flush=True)
-    train, manifest = build_dataset(d.train_manifest, clip_spec(cfg, "train"), seed=cfg.seed, **common)
+    train, manifest = build_dataset(d.train_manifest, clip_spec(cfg, "train"), **common)
     val, _ = build_dataset(d.val_manifest, clip_spec(cfg, "1clip"), classes=manifest.classes, **common)
     if d.cache_frames:
         print(f"[data] frame cache ready: {train.count()} train + {val.count()} val videos "

@@ -60,6 +60,22 @@ def test_bad_videos_are_skipped_and_counted(ray_local, synth_dir, tmp_path):
         _collect(ds, strict)
 
 
+def test_per_epoch_decoding_draws_new_clips_each_epoch(ray_local, synth_dir):
+    """Ray Data re-creates the decoders every epoch of a split iterator (as in Train): a seeded
+    training run's epochs must still differ (a seed passed to them would replay the same crops)."""
+    from rubiks_service.train.config import TrainConfig
+    from rubiks_service.train.datasets import datasets_for
+
+    cfg = TrainConfig.model_validate({"seed": 3, "data": {
+        "train_manifest": str(synth_dir / "train.csv"), "val_manifest": str(synth_dir / "val.csv"),
+        "segments": 4, "crop_size": 32, "batch_size": 4}})
+    shard = datasets_for(cfg)[0]["train"].streaming_split(1, equal=True)[0]
+    epochs = [{clip.tobytes() for b in shard.iter_batches(batch_size=4, batch_format="numpy") for clip in b["clip"]}
+              for _ in range(2)]
+    assert len(epochs[0]) == len(epochs[1]) == 24
+    assert len(epochs[0] & epochs[1]) <= 4  # almost every clip is new
+
+
 def _sampled(ds, spec, *, epoch=0, seed=0):
     """Clips of a frame-cache dataset in its stored order, sampled as a training worker would."""
     sampler = ClipSampler(spec, seed=seed, epoch=epoch)
