@@ -77,7 +77,7 @@ class ScalingConfig(_Strict):
 
 class TrainConfig(_Strict):
     name: str = "rubiks-train"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     model: ModelConfig = ModelConfig()
     data: DataConfig
     optim: OptimConfig = OptimConfig()

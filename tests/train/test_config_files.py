@@ -26,6 +26,8 @@ def test_good_config_and_overrides(base_yaml):
     ({"scaling": {"amp": "bf16"}}, "use_gpu"),
     ({"data": {"batch_size": "eight"}}, "data.batch_size"),
     ({"aq": {"budget": 1.5}}, "aq.budget"),
+    ({"seed": -1}, "seed"),
+    ({"data": {"shuffle_buffer": 0}}, "data.shuffle_buffer"),
 ])
 def test_bad_values_name_the_field(tmp_path, colour_data, mutate, needle):
     path = write_yaml(tmp_path / "bad.yaml", training_config(colour_data, str(tmp_path), **mutate))
