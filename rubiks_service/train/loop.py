@@ -161,14 +161,22 @@ def evaluate_shard(model, shard, num_classes: int, cfg: TrainConfig, device, epo
                    protocol: str = "1clip") -> dict[str, float]:
     """Accuracy of this worker's val shard, summed over workers: `val_*` for the per-epoch
     1-clip check, `<protocol>_*` for another protocol (cached frames only)."""
-    model.eval()
-    acc = AccuracyCounter(num_classes)
-    monitor = DataQualityMonitor(cfg.data.min_valid_fraction)
-    with torch.no_grad():
-        for clips, labels in clip_batches(epoch_batches(shard, cfg, protocol, epoch), monitor, device):
-            acc.update(view_averaged_logits(model, clips), labels)
+    batches = epoch_batches(shard, cfg, protocol, epoch)
+    acc = accuracy(model, batches, num_classes, cfg.data.min_valid_fraction, device)
     acc.all_reduce()
     return acc.result("val_" if protocol == "1clip" else f"{protocol}_")
+
+
+def accuracy(model, batches, num_classes: int, min_valid_fraction: float, device="cpu") -> AccuracyCounter:
+    """View-averaged accuracy of `model` over {clip, label, valid} batches (bad rows dropped and
+    counted, too many of them an error): this process's counts, not yet reduced."""
+    model.eval()
+    acc = AccuracyCounter(num_classes)
+    monitor = DataQualityMonitor(min_valid_fraction)
+    with torch.no_grad():
+        for clips, labels in clip_batches(batches, monitor, device):
+            acc.update(view_averaged_logits(model, clips), labels)
+    return acc
 
 
 def view_averaged_logits(model, clips: torch.Tensor) -> torch.Tensor:

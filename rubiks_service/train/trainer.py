@@ -8,12 +8,11 @@ from dataclasses import dataclass
 import torch
 
 from rubiks_service.data.manifest import read_manifest
-from rubiks_service.data.pipeline import DataQualityMonitor, build_dataset, clip_batches
+from rubiks_service.data.pipeline import build_dataset
 
 from .config import TrainConfig
 from .datasets import clip_spec, datasets_for
-from .loop import CHECKPOINT_FILE, train_loop_per_worker, view_averaged_logits
-from .metrics import AccuracyCounter
+from .loop import CHECKPOINT_FILE, accuracy, train_loop_per_worker
 from .model_factory import build_from_config
 
 
@@ -79,12 +78,7 @@ def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], proto
     d = cfg.data
     ds, _ = build_dataset(manifest or d.val_manifest, clip_spec(cfg, protocol), data_root=d.data_root,
                           classes=classes, batch_size=d.batch_size, decode_cpus=d.decode_cpus)
-    acc = AccuracyCounter(len(classes))
-    monitor = DataQualityMonitor(d.min_valid_fraction)
-    model.eval()
-    with torch.no_grad():
-        for clips, labels in clip_batches(ds.iter_torch_batches(batch_size=d.batch_size), monitor):
-            acc.update(view_averaged_logits(model, clips), labels)
+    acc = accuracy(model, ds.iter_torch_batches(batch_size=d.batch_size), len(classes), d.min_valid_fraction)
     return acc.result(f"{protocol}_")
 
 
