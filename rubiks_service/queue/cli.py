@@ -1,13 +1,38 @@
-"""`rubiks submit`, `rubiks jobs list|status|logs|cancel`, `rubiks serve`."""
+"""`rubiks submit`, `rubiks jobs list|status|logs|cancel|migrate`, `rubiks serve`.
+
+A user error (a bad spec, an unreachable or too-new queue database, an unreachable Ray) is one
+line on stderr and exit code 2 (`_user_errors`), never a traceback."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+
+
+class RayUnreachable(RuntimeError):
+    pass
+
+
+def _user_errors(command: str):
+    def wrap(func):
+        @functools.wraps(func)
+        def run(args) -> int:
+            from rubiks_service.train.config import ConfigError
+
+            from .store import QueueUnavailable
+
+            try:
+                return func(args)
+            except (ConfigError, QueueUnavailable, RayUnreachable) as exc:
+                print(f"rubiks {command}: {exc}", file=sys.stderr)
+                return 2
+        return run
+    return wrap
 
 
 def _store(args):
@@ -17,10 +42,16 @@ def _store(args):
 
 
 def _client(address: str | None):
-    """A Jobs API client; token auth (RAY_AUTH_TOKEN or the token file) is applied by Ray itself."""
+    """A Jobs API client; token auth (RAY_AUTH_TOKEN or the token file) is applied by Ray itself.
+    The client checks the connection when it is made: an unreachable Ray is one clear error."""
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(_dashboard(address))
+    url = _dashboard(address)
+    try:
+        return JobSubmissionClient(url)
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError/RuntimeError/auth errors here
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise RayUnreachable(f"cannot reach the Ray Jobs API at {url}: {reason}") from None
 
 
 def _dashboard(address: str | None) -> str:
@@ -30,18 +61,14 @@ def _dashboard(address: str | None) -> str:
     return address if "://" in address else f"http://{address}"
 
 
+@_user_errors("submit")
 def _submit(args) -> int:
-    from rubiks_service.train.config import ConfigError
+    from .spec import bundle_job, load_job_spec
 
-    from .spec import load_job_spec
-
-    try:
-        spec = load_job_spec(args.spec, priority=args.priority)
-    except ConfigError as exc:
-        print(f"rubiks submit: {exc}", file=sys.stderr)
-        return 2
+    spec = load_job_spec(args.spec, priority=args.priority)
+    bundle = bundle_job(spec)  # validated now; the job carries these files to the cluster
     store = _store(args)
-    job = store.add(spec)
+    job = store.add(spec, bundle)
     if args.address:  # submit at once as well, if the concurrency limit allows
         _dispatcher(store, _client(args.address), args).step()
         job = store.get(job.id)
@@ -52,11 +79,12 @@ def _submit(args) -> int:
 def _dispatcher(store, client, args):
     from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
 
-    from .dispatcher import Dispatcher, mlflow_run_finder
+    from .dispatcher import Dispatcher, mlflow_model_uri_reader, mlflow_run_finder
 
     uri = resolve_tracking_uri(getattr(args, "tracking_uri", None), args.storage_path)
     return Dispatcher(store, client, max_running=getattr(args, "max_running", 1), launcher=_launcher(args),
-                      tracking_uri=uri, find_mlflow_run=mlflow_run_finder(uri))
+                      tracking_uri=uri, find_mlflow_run=mlflow_run_finder(uri),
+                      find_model_uri=mlflow_model_uri_reader(uri))
 
 
 def _launcher(args) -> str:
@@ -68,11 +96,19 @@ def _launcher(args) -> str:
     return "rubiks" if getattr(args, "address", None) else f"{shlex.quote(sys.executable)} -m rubiks_service.cli"
 
 
+@_user_errors("jobs")
 def _jobs(args) -> int:
     from .store import ACTIVE, UnknownJob
 
-    store = _store(args)
+    store = _store(args)  # opening the store migrates its schema to this release's
     try:
+        if args.jobs_command == "migrate":
+            from .schema import current_revision
+
+            revision = current_revision(store.engine)
+            print(json.dumps({"queue": store.url, "revision": revision}) if args.json
+                  else f"{store.url}: queue schema at revision {revision}")
+            return 0
         if args.jobs_command == "list":
             jobs = store.list(args.state)
             if args.json:
@@ -115,6 +151,7 @@ def _logs(store, job, args) -> int:
         time.sleep(1.0)
 
 
+@_user_errors("serve")
 def _serve(args) -> int:
     store = _store(args)
     address = args.address
@@ -157,7 +194,10 @@ def add_parsers(sub) -> None:
         if name == "logs":
             p.add_argument("--follow", action="store_true")
         _common(p)
-    for p in (lst, *(jsub.choices[n] for n in ("status", "logs", "cancel"))):
+    migrate = jsub.add_parser("migrate", help="bring the queue database's schema to this release's (also done on start)")
+    migrate.add_argument("--json", action="store_true")
+    _common(migrate)
+    for p in (lst, migrate, *(jsub.choices[n] for n in ("status", "logs", "cancel"))):
         p.set_defaults(func=_jobs)
 
     serve = sub.add_parser("serve", help="run the dispatcher (queue -> Ray Jobs)")

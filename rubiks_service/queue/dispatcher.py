@@ -16,9 +16,13 @@ So a restart neither loses nor duplicates a job.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 
+from rubiks_service.train.config import ConfigError
+
+from .spec import bundle_job, write_bundle
 from .store import ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ class Dispatcher:
     def __init__(self, store: JobStore, client, *, max_running: int = 1, launcher: str = "rubiks",
                  tracking_uri: str | None = None,
                  env: dict[str, str] | None = None, find_mlflow_run: Callable[[str], str | None] | None = None,
+                 find_model_uri: Callable[[str], str | None] | None = None,
                  before_state_write: Callable[[Job], None] | None = None) -> None:
         self.store = store
         self.client = client  # ray.job_submission.JobSubmissionClient
@@ -43,24 +48,34 @@ class Dispatcher:
         self.tracking_uri = tracking_uri
         self.env = dict(env or {})
         self.find_mlflow_run = find_mlflow_run
+        self.find_model_uri = find_model_uri  # MLflow run id -> the model URI the run recorded
         self._before_state_write = before_state_write  # test hook: crash between submit and state write
 
     # --- dispatch -------------------------------------------------------------------------
-    def _runtime_env(self, job: Job) -> dict:
+    def _runtime_env(self, job: Job, working_dir: str) -> dict:
         env = {"RUBIKS_JOB_ID": job.id, **self.env}
         if self.tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        return {"env_vars": env}
+        # Ray uploads the folder with the job: the job's command runs in it, on whatever node
+        return {"env_vars": env, "working_dir": working_dir}
 
     def submit(self, job: Job) -> bool:
         attempt = job.attempts + 1
         sid = submission_id(job, attempt)
         spec = job.job_spec
+        try:  # jobs queued before bundles existed are bundled from their (absolute) config path now
+            bundle = job.job_bundle or bundle_job(spec)
+        except ConfigError as exc:
+            self.store.transition(job.id, [QUEUED], FAILED, error=f"cannot bundle the job: {exc}")
+            return False
         try:
-            self.client.submit_job(entrypoint=spec.entrypoint(self.launcher), submission_id=sid, runtime_env=self._runtime_env(job),
-                                   entrypoint_num_cpus=spec.resources.cpus or None,
-                                   entrypoint_num_gpus=spec.resources.gpus or None,
-                                   metadata={"rubiks_job": job.id, "name": job.name})
+            with tempfile.TemporaryDirectory(prefix="rubiks-job-") as folder:
+                write_bundle(bundle, folder)
+                self.client.submit_job(entrypoint=spec.entrypoint(self.launcher), submission_id=sid,
+                                       runtime_env=self._runtime_env(job, folder),
+                                       entrypoint_num_cpus=spec.resources.cpus or None,
+                                       entrypoint_num_gpus=spec.resources.gpus or None,
+                                       metadata={"rubiks_job": job.id, "name": job.name})
         except Exception as exc:  # noqa: BLE001 - Ray raises RuntimeError for HTTP errors
             if "already exists" not in str(exc):
                 log.warning("submitting %s failed: %s", job.id, exc)
@@ -95,7 +110,8 @@ class Dispatcher:
     def _finish(self, job: Job, status: str, info) -> None:
         run_id = self.find_mlflow_run(job.id) if self.find_mlflow_run else None
         if status == "SUCCEEDED":
-            self.store.transition(job.id, ACTIVE, SUCCEEDED, mlflow_run_id=run_id)
+            model_uri = self.find_model_uri(run_id) if run_id and self.find_model_uri else None
+            self.store.transition(job.id, ACTIVE, SUCCEEDED, mlflow_run_id=run_id, model_uri=model_uri)
             return
         if status == "STOPPED":
             self.store.transition(job.id, ACTIVE, CANCELLED, mlflow_run_id=run_id, error="stopped on the cluster")
@@ -150,4 +166,21 @@ def mlflow_run_finder(tracking_uri: str) -> Callable[[str], str | None]:
         return (top or runs)[0].info.run_id if runs else None
 
     return find
+
+
+MODEL_URI_TAG = "rubiks.model_uri"  # set by a training run / sweep on the run that produced the model
+
+
+def mlflow_model_uri_reader(tracking_uri: str) -> Callable[[str], str | None]:
+    """The model URI a job's top-level MLflow run recorded (its `rubiks.model_uri` tag), if any."""
+    def read(run_id: str) -> str | None:
+        from mlflow.tracking import MlflowClient
+
+        try:
+            return MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.tags.get(MODEL_URI_TAG)
+        except Exception as exc:  # noqa: BLE001 - a missing tag must not fail the job's bookkeeping
+            log.warning("cannot read the model URI of run %s: %s", run_id, exc)
+            return None
+
+    return read
 

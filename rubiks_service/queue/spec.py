@@ -8,13 +8,19 @@
     resources: {cpus: 0, gpus: 0}    # reserved for the job's driver (its trainers reserve their own)
     max_retries: 2                   # retries after infrastructure failures (not after the job's own errors)
 
-The referenced config is validated at submit time, so a bad file is refused
-before it can sit in the queue.
+At submit the referenced config is validated and bundled (`bundle_job`): the job carries the
+resolved files it runs (a training config with the overrides applied, or a search space with
+its base config), so it runs on a cluster that never saw the submitting machine's folders, and
+an edit after submit changes nothing. Paths *inside* the configs (data manifests, videos,
+storage_path) are taken as absolute paths the cluster must see: shared storage is the user's.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Literal
+
+import yaml
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,12 +44,14 @@ class JobSpec(BaseModel):
     max_retries: int = Field(2, ge=0, le=20)
 
     def entrypoint(self, launcher: str = "rubiks") -> str:
-        """The command the Ray job runs (the config path is absolute: the cluster shares the filesystem).
+        """The command the Ray job runs, in the folder its bundle is unpacked to (Ray Jobs' working_dir).
         `launcher` is how the cluster runs the CLI: `rubiks`, or `<python> -m rubiks_service.cli`."""
-        import shlex
+        return f"{launcher} {self.kind} {ENTRY_FILE[self.kind]}"
 
-        args = [self.kind, self.config, *(a for s in self.set for a in ("--set", s))]
-        return " ".join([launcher, *(shlex.quote(a) for a in args)])
+
+# the file of a bundle that the job's command names; a sweep's space names its base as BASE_FILE
+ENTRY_FILE = {"train": "config.yaml", "sweep": "space.yaml"}
+BASE_FILE = "base.yaml"
 
 
 def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
@@ -54,13 +62,46 @@ def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
     return spec
 
 
-def check_runnable(spec: JobSpec) -> None:
-    """Validate the training config or search space the job points at."""
+def _dump(tree: dict) -> str:
+    return yaml.safe_dump(tree, sort_keys=False)
+
+
+def bundle_job(spec: JobSpec) -> dict[str, str]:
+    """Validate what the job runs and return it as files {name: YAML text}, self-contained: the
+    overrides are applied, relative paths resolved, a sweep's base config included."""
     if spec.kind == "sweep":
         from rubiks_service.tune.space import load_space
 
         if spec.set:
             raise ConfigError(f"job {spec.name!r}: `set` applies to train jobs; put sweep overrides in the space's `set`")
-        load_space(spec.config)
+        loaded = load_space(spec.config)
+        space = loaded.space.model_dump(mode="json") | {"base": BASE_FILE}
+        bundle = {ENTRY_FILE["sweep"]: _dump(space), BASE_FILE: _dump(loaded.base_raw)}
     else:
-        load_config(spec.config, spec.set)
+        bundle = {ENTRY_FILE["train"]: _dump(load_config(spec.config, spec.set).model_dump(mode="json"))}
+    with tempfile.TemporaryDirectory() as tmp:  # the bundle alone must validate, as it will on the cluster
+        write_bundle(bundle, tmp)
+        _load_entry(spec.kind, os.path.join(tmp, ENTRY_FILE[spec.kind]))
+    return bundle
+
+
+def write_bundle(bundle: dict[str, str], folder: str) -> None:
+    for name, text in bundle.items():
+        if os.path.basename(name) != name:  # bundles hold flat file names only
+            raise ConfigError(f"job bundle: bad file name {name!r}")
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+
+
+def _load_entry(kind: str, path: str) -> None:
+    if kind == "sweep":
+        from rubiks_service.tune.space import load_space
+
+        load_space(path)
+    else:
+        load_config(path)
+
+
+def check_runnable(spec: JobSpec) -> None:
+    """Validate the training config or search space the job points at."""
+    bundle_job(spec)

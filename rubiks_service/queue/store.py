@@ -1,4 +1,5 @@
 """The job table, through SQLAlchemy: an SQLite file by default, PostgreSQL in the deployment.
+Its schema belongs to `schema.py` (Alembic migrations, the `rubiks_queue_` table prefix).
 
 States: queued -> submitted -> running -> succeeded | failed | cancelled
 (and back to queued when an infrastructure failure is retried). Every state
@@ -13,8 +14,10 @@ import uuid
 from collections.abc import Iterable
 
 from sqlalchemy import DateTime, Float, Integer, String, Text, create_engine, func, select, update
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .schema import JOBS_TABLE, SchemaError, upgrade
 from .spec import JobSpec
 
 QUEUED, SUBMITTED, RUNNING = "queued", "submitted", "running"
@@ -36,17 +39,19 @@ class _Base(DeclarativeBase):
 
 
 class Job(_Base):
-    __tablename__ = "jobs"
+    __tablename__ = JOBS_TABLE  # the columns' history is in migrations/versions
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     spec: Mapped[str] = mapped_column(Text)  # the JobSpec as JSON
+    bundle: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {file name: text} the job runs
     priority: Mapped[int] = mapped_column(Integer, index=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     submission_id: Mapped[str | None] = mapped_column(String(80), nullable=True)  # Ray's; = id on attempt 1
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_uri: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the finished job's MLflow model
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cpus: Mapped[float] = mapped_column(Float, default=0.0)
     gpus: Mapped[float] = mapped_column(Float, default=0.0)
@@ -59,8 +64,15 @@ class Job(_Base):
     def job_spec(self) -> JobSpec:
         return JobSpec.model_validate_json(self.spec)
 
+    @property
+    def job_bundle(self) -> dict[str, str] | None:
+        """The files the job runs, stored at submit (None for jobs queued before bundles existed)."""
+        import json
+
+        return json.loads(self.bundle) if self.bundle else None
+
     def as_dict(self) -> dict:
-        out = {c.name: getattr(self, c.name) for c in self.__table__.columns if c.name != "spec"}
+        out = {c.name: getattr(self, c.name) for c in self.__table__.columns if c.name not in ("spec", "bundle")}
         return {k: v.isoformat() + "Z" if isinstance(v, dt.datetime) else v for k, v in out.items()}
 
 
@@ -68,21 +80,46 @@ class UnknownJob(KeyError):
     pass
 
 
+class QueueUnavailable(RuntimeError):
+    """The queue database cannot be reached or used; the message is one line for the user."""
+
+
+def _redacted(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
+
+
 class JobStore:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
-        self.url = url
-        self.engine = create_engine(url, future=True)
-        _Base.metadata.create_all(self.engine)
+        self.url = _redacted(url)
+        try:
+            self.engine = create_engine(url, future=True, pool_pre_ping=True)
+            upgrade(self.engine)  # the schema is migrated on every start (cheap when current)
+        except SchemaError as exc:
+            raise QueueUnavailable(f"{self.url}: {exc}") from None
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise QueueUnavailable(f"queue URL {self.url!r} is not usable: {exc}") from None
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise QueueUnavailable(f"cannot reach the queue database {self.url}: {reason}") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False, future=True)
 
     def session(self) -> Session:
         return self._session()
 
-    def add(self, spec: JobSpec) -> Job:
+    def add(self, spec: JobSpec, bundle: dict[str, str] | None = None) -> Job:
+        """Queue a job with the files it runs (`bundle`, from `spec.bundle_job`)."""
+        import json
+
         job_id = f"rubiks-{spec.kind}-{uuid.uuid4().hex[:12]}"
         job = Job(id=job_id, name=spec.name, kind=spec.kind, spec=spec.model_dump_json(), priority=spec.priority,
+                  bundle=json.dumps(bundle) if bundle is not None else None,
                   state=QUEUED, cpus=spec.resources.cpus, gpus=spec.resources.gpus, created_at=_now())
         with self.session() as s, s.begin():
             s.add(job)

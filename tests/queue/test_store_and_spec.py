@@ -20,8 +20,49 @@ def _spec(tmp_path, name="job", **fields):
 def test_spec_resolves_and_validates_its_config(tmp_path, train_yaml):
     spec = load_job_spec(_spec(tmp_path, set=["optim.epochs=2"]), priority=5)
     assert spec.config == train_yaml and spec.priority == 5
-    assert spec.entrypoint() == f"rubiks train {train_yaml} --set optim.epochs=2"
-    assert spec.entrypoint("python -m rubiks_service.cli").startswith("python -m rubiks_service.cli train ")
+    # the job runs the bundled config in the folder Ray unpacks it to
+    assert spec.entrypoint() == "rubiks train config.yaml"
+    assert spec.entrypoint("python -m rubiks_service.cli") == "python -m rubiks_service.cli train config.yaml"
+
+
+def test_a_job_carries_its_resolved_files(tmp_path, train_yaml):
+    """The bundle is self-contained: overrides applied, paths absolute; editing or deleting the
+    submitted files afterwards changes nothing, and the bundle validates on its own."""
+    import os
+
+    import yaml
+
+    from rubiks_service.queue.spec import bundle_job, write_bundle
+    from rubiks_service.train.config import load_config
+
+    bundle = bundle_job(load_job_spec(_spec(tmp_path, set=["optim.epochs=2"])))
+    assert set(bundle) == {"config.yaml"}
+    os.remove(train_yaml)
+    elsewhere = tmp_path / "cluster"
+    elsewhere.mkdir()
+    write_bundle(bundle, str(elsewhere))
+    cfg = load_config(str(elsewhere / "config.yaml"))
+    assert cfg.optim.epochs == 2
+    assert os.path.isabs(cfg.data.train_manifest) and os.path.exists(cfg.data.train_manifest)
+    assert yaml.safe_load(bundle["config.yaml"])["optim"]["epochs"] == 2
+
+
+def test_a_sweep_job_carries_its_space_and_base(tmp_path, train_yaml):
+    from rubiks_service.queue.spec import bundle_job, write_bundle
+    from rubiks_service.tune.space import load_space
+
+    write_yaml(tmp_path / "space.yaml", {"name": "s", "base": "train.yaml", "set": {"optim.epochs": 1},
+                                         "search": {"optim.lr": {"grid": [0.01, 0.02]},
+                                                    "optim.momentum": {"uniform": [0.8, 0.9]}}})
+    spec = load_job_spec(write_yaml(tmp_path / "job.yaml", {"name": "s", "kind": "sweep", "config": "space.yaml"}))
+    bundle = bundle_job(spec)
+    assert set(bundle) == {"space.yaml", "base.yaml"} and spec.entrypoint().endswith("sweep space.yaml")
+    (tmp_path / "train.yaml").write_text("not: [valid")  # edited after submit: the job does not see it
+    (tmp_path / "cluster").mkdir()
+    write_bundle(bundle, str(tmp_path / "cluster"))
+    loaded = load_space(str(tmp_path / "cluster" / "space.yaml"))
+    assert [p["set"] for p in loaded.space.grid_points()] == [{"optim.lr": 0.01}, {"optim.lr": 0.02}]
+    assert loaded.trial_config({}).optim.epochs == 1
 
 
 @pytest.mark.parametrize("fields, needle", [
