@@ -8,6 +8,9 @@ weights load with strict=True. Our own checkpoints add keys beside those
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import warnings
 from typing import Any
 
 import torch
@@ -46,14 +49,34 @@ def save_checkpoint(path: str | os.PathLike, model: RubiksNet, **extra: Any) -> 
     os.replace(tmp, path)
 
 
+def read_checkpoint_file(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(weights_only=True)`: tensors and plain data only, the one way this service reads
+    checkpoint and model files. A file that needs code to unpickle (a crafted "checkpoint") is
+    refused, with one line naming what it asked for; nothing in it runs."""
+    where = os.fspath(path)
+    if not os.path.exists(where):
+        raise CheckpointError(f"checkpoint not found: {where}")
+    try:
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols: our error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(where, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        wanted = re.search(r"GLOBAL (\S+)", str(exc))
+        if wanted:
+            raise CheckpointError(f"refused to load {where!r}: it asks to import {wanted.group(1)}; checkpoints are "
+                                  f"read with weights_only=True (tensors and plain data) and never run code") from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln), "unreadable pickle")
+        raise CheckpointError(f"cannot read checkpoint {where!r}: not tensors and plain data ({detail[:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read checkpoint {where!r}: {first[:300]}") from None
+
+
 def load_checkpoint(
     path: str | os.PathLike, *, map_location: str | torch.device = "cpu", strict: bool = True, **overrides: Any
 ) -> tuple[RubiksNet, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights; returns (model, checkpoint)."""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise CheckpointError(f"cannot read checkpoint {os.fspath(path)!r}: {exc}") from exc
+    ckpt = read_checkpoint_file(path, map_location=map_location)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in RELEASE_KEYS):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{os.fspath(path)!r} is not a RubiksNet checkpoint: needs keys {RELEASE_KEYS}, found {found}")

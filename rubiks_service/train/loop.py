@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rubiks_service.data.pipeline import DataQualityMonitor, clip_batches
+from rubiks_service.models.checkpoint import read_checkpoint_file
 from rubiks_service.models.param_groups import parameter_groups
 from rubiks_service.ops.attention_shift import (
     attention_shift_layers,
@@ -80,7 +81,7 @@ def train_loop_per_worker(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            state = read_checkpoint_file(os.path.join(d, CHECKPOINT_FILE))  # refuses a crafted pickle
         bare.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"] + 1

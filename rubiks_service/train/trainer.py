@@ -9,6 +9,7 @@ import torch
 
 from rubiks_service.data.manifest import read_manifest
 from rubiks_service.data.pipeline import build_dataset
+from rubiks_service.models.checkpoint import read_checkpoint_file
 
 from .config import TrainConfig
 from .datasets import clip_spec, datasets_for
@@ -55,15 +56,13 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     )
     result = trainer.fit()
     ckpt = os.path.join(result.checkpoint.path, CHECKPOINT_FILE) if result.checkpoint else None
-    history = torch.load(ckpt, map_location="cpu", weights_only=False).get("history", []) if ckpt else []
+    history = read_checkpoint_file(ckpt).get("history", []) if ckpt else []
     return TrainOutcome(result.metrics or {}, ckpt, classes, history)
 
 
 def load_checkpoint(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
     """A checkpoint written by training -> (model in eval mode, its training config, its classes)."""
-    if not os.path.exists(checkpoint_file):
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint_file}")
-    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    state = read_checkpoint_file(checkpoint_file)  # tensors and plain data only: refuses crafted pickles
     if not isinstance(state, dict) or "config" not in state or "classes" not in state:
         raise ValueError(f"{checkpoint_file}: not a checkpoint written by `rubiks train` (no config/classes)")
     cfg = TrainConfig.model_validate(state["config"])

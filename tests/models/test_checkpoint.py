@@ -47,3 +47,24 @@ def test_not_a_checkpoint(tmp_path):
     garbage.write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(garbage)
+
+
+def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
+    import pickle
+
+    from rubiks_service.models.checkpoint import read_checkpoint_file
+    from tests.crafted import _RunsCode, write_crafted_checkpoint
+
+    marker = tmp_path / "pwned"
+    crafted = write_crafted_checkpoint(tmp_path / "crafted.pt", marker)
+    raw = tmp_path / "raw.pkl"  # a bare pickle (not torch's zip) is refused as well
+    raw.write_bytes(pickle.dumps(_RunsCode(str(marker)), protocol=2))
+    for path in (crafted, raw):
+        with pytest.raises(CheckpointError, match="refused to load") as err:
+            load_checkpoint(path)
+        assert "\n" not in str(err.value) and "posix.system" in str(err.value)
+        with pytest.raises(CheckpointError, match="refused to load"):
+            read_checkpoint_file(path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint_file(tmp_path / "missing.pt")

@@ -84,3 +84,20 @@ def test_a_killed_worker_costs_at_most_one_epoch(tmp_path, colour_data):
     # the restarted workers continued from the last checkpoint, not from scratch
     assert outcome.metrics["resumed_from_epoch"] >= 1
     assert [row["epoch"] for row in outcome.history] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_crafted_checkpoint(tmp_path, colour_data):
+    from ray.train.v2.api.exceptions import TrainingFailedError
+
+    from tests.crafted import write_crafted_checkpoint
+
+    first = fit(_config(tmp_path, colour_data, "crafted", optim={"epochs": 1}))
+    marker = tmp_path / "pwned"
+    ckpts = glob.glob(os.path.join(os.path.dirname(os.path.dirname(first.checkpoint_path)), "checkpoint_*",
+                                   "checkpoint.pt"))
+    assert ckpts
+    for path in ckpts:  # someone replaced the run's checkpoints with a pickle that runs a command
+        write_crafted_checkpoint(path, marker)
+    with pytest.raises(TrainingFailedError, match="refused to load"):
+        fit(_config(tmp_path, colour_data, "crafted", optim={"epochs": 2}, max_failures=0))
+    assert not marker.exists()
