@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     prof = sub.add_parser("profile", help="params, MACs (per clip) and optional latency of a model")
-    prof.add_argument("model", help="rubiksnet-{tiny,small,medium,large} or tsm-r{18,34,50}")
+    prof.add_argument("model", help="rubiksnet-{tiny,small,medium,large,nano,micro}, tsm-r{18,34,50} or tsm-{nano,micro}")
     prof.add_argument("--num-classes", type=int, default=174)
     prof.add_argument("--frames", type=int, default=8)
     prof.add_argument("--size", type=int, default=224)

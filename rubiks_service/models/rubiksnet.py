@@ -25,6 +25,7 @@ from torch import nn
 
 from rubiks_service.ops import RubiksShift2d, RubiksShift3d
 from rubiks_service.ops.attention_shift import TemporalAttentionShift
+from rubiks_service.ops.grad_norm import GRAD_NORM_FORMS
 
 VARIANTS = ("rs", "rs-q", "rs-aq")
 
@@ -41,7 +42,8 @@ class RubiksNetConfig:
     dropout: float = 0.0  # the release has none; the paper's recipe uses 0.3 on the FC
     shift_init: str = "uniform"
     normalize_grad: bool = True
-    temporal_factor: float = 1.0  # lambda of the scaled gradient normalisation
+    temporal_factor: float | str = 1.0  # lambda of the scaled gradient normalisation, or "auto" (T / H)
+    grad_norm_form: str = "release"  # "release": unit sphere; "paper": Eq. 10's ellipsoid (ops/grad_norm.py)
     aq_max_shift: int = 1
     fixed_shifts: bool = False  # ablation (paper Table 4): frozen TSM temporal + ShiftNet spatial shifts
     temporal_shift: bool = True  # False: 2D shifts per frame, the per-frame baseline
@@ -57,6 +59,10 @@ class RubiksNetConfig:
             raise ValueError("temporal_shift=False (per-frame baseline) applies to the rs / rs-q variants")
         if self.fixed_shifts and self.variant == "rs-aq":
             raise ValueError("fixed_shifts applies to the rs / rs-q variants (the shifts are not learned)")
+        if self.grad_norm_form not in GRAD_NORM_FORMS:
+            raise ValueError(f"unknown grad_norm_form {self.grad_norm_form!r}; choose one of {GRAD_NORM_FORMS}")
+        if isinstance(self.temporal_factor, str) and self.temporal_factor != "auto":
+            raise ValueError(f"temporal_factor must be a number or 'auto', got {self.temporal_factor!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -134,7 +140,8 @@ class RubiksBlock(nn.Module):
             init = "tsm-grid" if cfg.fixed_shifts else cfg.shift_init
             self.as3 = _ShiftHolder(
                 RubiksShift3d(planes, stride=(1, stride, stride), init=init, learnable=not cfg.fixed_shifts,
-                              temporal_factor=cfg.temporal_factor, **shift_kwargs)
+                              temporal_factor=cfg.temporal_factor, grad_norm_form=cfg.grad_norm_form,
+                              **shift_kwargs)
             )
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = SqueezeExcite(planes, cfg.se_reduction) if cfg.se else None

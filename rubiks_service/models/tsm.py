@@ -1,5 +1,6 @@
 """TSM baselines (Lin et al., ICCV 2019): ResNet-18/34/50 with the residual
-temporal shift of 1/8 channels each way in every block's residual branch.
+temporal shift of 1/8 channels each way in every block's residual branch, and
+`tsm-nano` / `tsm-micro`, the same block rule at CPU-demo widths.
 
 The ResNets are written here rather than imported from torchvision (whose PyPI
 wheels do not load beside this project's CPU torch), with torchvision's module
@@ -84,6 +85,7 @@ class Bottleneck(nn.Module):
 class TSMConfig:
     block: type
     layers: tuple[int, int, int, int]
+    width: int = 64  # channels of the stem and layer1; layer2..4 double it (ResNet: 64)
     num_classes: int = 174
     num_frames: int = 8
     dropout: float = 0.0
@@ -91,6 +93,11 @@ class TSMConfig:
 
 
 DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
+# not in the TSM paper: CPU-demo widths with TSM-R18's block rule (BasicBlock: residual shift of 1/8
+# channels each way, then two 3x3 convs) and the repeats of rubiksnet-nano / -micro, widths set so the
+# MACs land within 5% of theirs (48^2 and 224^2, 8 frames)
+SMALL = {"nano": dict(block=BasicBlock, layers=(1, 1, 1, 1), width=8),
+         "micro": dict(block=BasicBlock, layers=(1, 2, 2, 1), width=12)}
 
 
 class TSMResNet(nn.Module):
@@ -99,13 +106,14 @@ class TSMResNet(nn.Module):
     def __init__(self, cfg: TSMConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        w = cfg.width
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_planes = 64
+        in_planes = w
         shift_frames = cfg.num_frames if cfg.temporal_shift else None  # None: per-frame (TSN) model
-        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), cfg.layers), start=1):
+        for i, (planes, blocks) in enumerate(zip((w, 2 * w, 4 * w, 8 * w), cfg.layers), start=1):
             stride = 1 if i == 1 else 2
             downsample = None
             if stride != 1 or in_planes != planes * cfg.block.expansion:
@@ -136,6 +144,13 @@ class TSMResNet(nn.Module):
             x = getattr(self, f"layer{i}")(x)
         logits = self.fc(self.dropout(x.mean(dim=(2, 3))))
         return logits.view(n, t, -1).mean(dim=1)
+
+
+def tsm_small(size: str, **overrides) -> TSMResNet:
+    """`tsm-nano` / `tsm-micro`: TSM-R18 blocks at CPU-demo widths."""
+    if size not in SMALL:
+        raise ValueError(f"TSM demo size must be one of {tuple(SMALL)}, got {size!r}")
+    return TSMResNet(TSMConfig(**SMALL[size], **overrides))
 
 
 def tsm_resnet(depth: int, **overrides) -> TSMResNet:

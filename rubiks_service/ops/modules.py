@@ -8,7 +8,7 @@ from torch import nn
 
 from ._checks import as_tuple
 from .functional import rubiks_shift2d, rubiks_shift3d
-from .grad_norm import with_normalized_grad
+from .grad_norm import GRAD_NORM_FORMS, resolve_temporal_factor, with_normalized_grad
 
 SHIFT_INITS = ("uniform", "tsm", "zeros", "grid", "tsm-grid")
 
@@ -87,7 +87,8 @@ class _RubiksShiftNd(nn.Module):
         *,
         quantize: bool = False,
         normalize_grad: bool = True,
-        temporal_factor: float = 1.0,
+        temporal_factor: float | str = 1.0,
+        grad_norm_form: str = "release",
         init: str = "uniform",
         learnable: bool = True,
     ) -> None:
@@ -99,20 +100,30 @@ class _RubiksShiftNd(nn.Module):
         self.padding = as_tuple(padding, self.rank, "padding")
         self.quantize = quantize
         self.normalize_grad = normalize_grad
-        self.temporal_factor = float(temporal_factor)
+        if temporal_factor != "auto":
+            temporal_factor = float(temporal_factor)
+        self.temporal_factor = temporal_factor  # a number, or "auto" = T / H of each input
+        if grad_norm_form not in GRAD_NORM_FORMS:
+            raise ValueError(f"unknown grad_norm_form {grad_norm_form!r}; choose one of {GRAD_NORM_FORMS}")
+        self.grad_norm_form = grad_norm_form
         self.shift = nn.Parameter(torch.empty(self.rank, num_channels), requires_grad=learnable)
         _init(self.shift, init)
 
-    def effective_shift(self) -> torch.Tensor:
-        """The shift as the op sees it (gradient-normalising wrapper when enabled)."""
+    def effective_shift(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The shift as the op sees it (gradient-normalising wrapper when enabled); `x` (the
+        input) resolves temporal_factor "auto" to its T / H."""
         if self.normalize_grad and self.shift.requires_grad:
-            return with_normalized_grad(self.shift, self.temporal_factor)
+            factor = self.temporal_factor
+            if factor == "auto":
+                factor = 1.0 if x is None or self.rank == 2 else resolve_temporal_factor(factor, x.shape[1], x.shape[3])
+            return with_normalized_grad(self.shift, factor, self.grad_norm_form)
         return self.shift
 
     def extra_repr(self) -> str:
         return (
             f"{self.num_channels}, stride={self.stride}, padding={self.padding}, quantize={self.quantize}, "
-            f"normalize_grad={self.normalize_grad}, temporal_factor={self.temporal_factor}"
+            f"normalize_grad={self.normalize_grad}, temporal_factor={self.temporal_factor}, "
+            f"grad_norm_form={self.grad_norm_form}"
         )
 
 
@@ -120,13 +131,15 @@ class RubiksShift3d(_RubiksShiftNd):
     """Learnable 3D shift of (N, T, C, H, W) clips; parameter `shift` (3, C) rows [T, H, W].
 
     `temporal_factor` is the paper's lambda for the scaled gradient normalisation
-    (`normalize_grad`); a negative value selects the temporal-only sign update.
+    (`normalize_grad`): a number, or "auto" (T / H of each input, the release's option); a negative
+    value selects the temporal-only sign update. `grad_norm_form`: "release" (unit sphere, default)
+    or "paper" (Eq. 10, ellipsoid with temporal semi-axis sqrt(lambda)); see `grad_norm`.
     """
 
     rank = 3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rubiks_shift3d(x, self.effective_shift(), self.stride, self.padding, self.quantize)
+        return rubiks_shift3d(x, self.effective_shift(x), self.stride, self.padding, self.quantize)
 
     @classmethod
     def from_2d(cls, module: "RubiksShift2d", temporal_init: str = "zeros", **overrides) -> "RubiksShift3d":

@@ -22,13 +22,49 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    name: str = "rubiksnet-tiny"  # rubiksnet-<tier> or tsm-r<depth>
+    name: str = "rubiksnet-tiny"  # rubiksnet-<tier>, tsm-r<depth> or tsm-nano / tsm-micro
     variant: Literal["rs", "rs-q", "rs-aq"] = "rs"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    temporal_factor: float = 1.0  # lambda of the scaled gradient normalisation (< 0: temporal sign update)
+    # lambda of the scaled gradient normalisation: a number (< 0: temporal sign update) or "auto" (T / H)
+    temporal_factor: float | Literal["auto"] = 1.0
+    grad_norm_form: Literal["release", "paper"] = "release"  # unit sphere / Eq. 10's ellipsoid (ops/grad_norm.py)
     normalize_grad: bool = True
-    shift_init: Literal["uniform", "tsm", "zeros"] = "uniform"
+    shift_init: Literal["uniform", "tsm", "zeros", "grid", "tsm-grid"] = "uniform"
+    fixed_shifts: bool = False  # the paper's Table 4 ablation: frozen TSM temporal + ShiftNet spatial shifts
     temporal_shift: bool = True  # False: per-frame baseline (no temporal mixing)
+
+    @model_validator(mode="after")
+    def _check(self):
+        from rubiks_service.models import MODEL_NAMES  # torch: imported when a config is validated
+
+        if self.name.lower() not in MODEL_NAMES:
+            raise ValueError(f"model.name {self.name!r} is not one of {', '.join(MODEL_NAMES)}")
+        shift_only = {"variant": "rs", "temporal_factor": 1.0, "grad_norm_form": "release", "normalize_grad": True,
+                      "shift_init": "uniform", "fixed_shifts": False}
+        if self.name.lower().startswith("tsm-"):  # TSM's shift is fixed: the learned-shift settings do not apply
+            for key, default in shift_only.items():
+                if getattr(self, key) != default:
+                    raise ValueError(f"model.{key}: {getattr(self, key)!r} applies to rubiksnet models, not "
+                                     f"{self.name} (leave it at {default!r})")
+            return self
+        if self.variant == "rs-aq":  # AQ's temporal shift is attention over integers; its spatial shift is 2D
+            for key in ("fixed_shifts", "temporal_factor", "grad_norm_form", "shift_init"):
+                if getattr(self, key) != shift_only[key]:
+                    raise ValueError(f"model.{key}: {getattr(self, key)!r} applies to the rs / rs-q variants "
+                                     f"(rs-aq has no learned interpolated 3D shift)")
+            if not self.temporal_shift:
+                raise ValueError("model.temporal_shift: false (per-frame baseline) applies to the rs / rs-q variants")
+        if self.fixed_shifts and not self.temporal_shift:
+            raise ValueError("model.fixed_shifts: the fixed-shift ablation needs model.temporal_shift: true")
+        if self.fixed_shifts and self.shift_init != "uniform":
+            raise ValueError("model.shift_init: fixed shifts are always TSM in time + a ShiftNet grid in space "
+                             "(leave shift_init unset)")
+        if not self.normalize_grad or self.fixed_shifts:
+            for key in ("temporal_factor", "grad_norm_form"):
+                if getattr(self, key) != shift_only[key]:
+                    why = "model.fixed_shifts: true" if self.fixed_shifts else "model.normalize_grad: false"
+                    raise ValueError(f"model.{key}: {getattr(self, key)!r} has no effect with {why}")
+        return self
 
 
 class DataConfig(_Strict):

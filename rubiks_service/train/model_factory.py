@@ -18,8 +18,8 @@ def build_from_config(cfg: TrainConfig, num_classes: int) -> nn.Module:
                            temporal_shift=m.temporal_shift)
     return build_model(
         m.name, num_classes=num_classes, num_frames=cfg.data.segments, variant=m.variant, dropout=m.dropout,
-        temporal_factor=m.temporal_factor, normalize_grad=m.normalize_grad, shift_init=m.shift_init,
-        temporal_shift=m.temporal_shift,
+        temporal_factor=m.temporal_factor, grad_norm_form=m.grad_norm_form, normalize_grad=m.normalize_grad,
+        shift_init=m.shift_init, fixed_shifts=m.fixed_shifts, temporal_shift=m.temporal_shift,
     )
 
 

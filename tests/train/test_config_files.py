@@ -35,6 +35,66 @@ def test_bad_values_name_the_field(tmp_path, colour_data, mutate, needle):
         load_config(path)
 
 
+@pytest.mark.parametrize("model, check", [
+    ({"fixed_shifts": True}, lambda s: not s.shift.requires_grad and s.shift[0, 0] == 1.0),
+    ({"shift_init": "grid"}, lambda s: s.shift.requires_grad and set(s.shift[1].tolist()) <= {-1.0, 0.0, 1.0}),
+    ({"shift_init": "tsm-grid"}, lambda s: s.shift.requires_grad and s.shift[0, 0] == 1.0),
+    ({"temporal_factor": 10.0, "grad_norm_form": "paper"},
+     lambda s: (s.temporal_factor, s.grad_norm_form) == (10.0, "paper")),
+    ({"temporal_factor": "auto"}, lambda s: s.temporal_factor == "auto" and s.grad_norm_form == "release"),
+    ({"normalize_grad": False}, lambda s: not s.normalize_grad),
+    ({"variant": "rs-q"}, lambda s: s.quantize),
+])
+def test_every_ablation_reaches_the_model(tmp_path, colour_data, model, check):
+    """A config key per ablation, and the built model's first 3D shift shows it."""
+    from rubiks_service.ops import RubiksShift3d
+    from rubiks_service.train.model_factory import build_from_config
+
+    path = write_yaml(tmp_path / "a.yaml", training_config(colour_data, str(tmp_path), model=model))
+    net = build_from_config(load_config(path), num_classes=2)
+    shift = next(m for m in net.modules() if isinstance(m, RubiksShift3d))
+    assert check(shift)
+
+
+@pytest.mark.parametrize("model, kind", [
+    ({"variant": "rs-aq"}, "TemporalAttentionShift"),
+    ({"temporal_shift": False}, "_FrameShift"),
+    ({"name": "tsm-nano"}, "_TemporalShiftFrames"),
+    ({"name": "tsm-micro", "temporal_shift": False}, None),
+])
+def test_variants_and_baselines_build(tmp_path, colour_data, model, kind):
+    from rubiks_service.ops import RubiksShift3d
+    from rubiks_service.train.model_factory import build_from_config
+
+    path = write_yaml(tmp_path / "v.yaml", training_config(colour_data, str(tmp_path), model=model))
+    names = {type(m).__name__ for m in build_from_config(load_config(path), num_classes=2).modules()}
+    assert RubiksShift3d.__name__ not in names and (kind is None or kind in names)
+    if kind is None:  # the per-frame TSM: no shift of any kind
+        assert "_TemporalShiftFrames" not in names
+
+
+@pytest.mark.parametrize("model, needle", [
+    ({"name": "rubiksnet-huge"}, "model.name"),
+    ({"shift_init": "diagonal"}, "model.shift_init"),
+    ({"temporal_factor": "fast"}, "model.temporal_factor"),
+    ({"grad_norm_form": "sphere"}, "model.grad_norm_form"),
+    ({"fixed_shifts": "yes please"}, "model.fixed_shifts"),
+    ({"variant": "rs-aq", "fixed_shifts": True}, "model.fixed_shifts"),
+    ({"variant": "rs-aq", "temporal_factor": 0.1}, "model.temporal_factor"),
+    ({"variant": "rs-aq", "temporal_shift": False}, "model.temporal_shift"),
+    ({"fixed_shifts": True, "temporal_shift": False}, "model.fixed_shifts"),
+    ({"fixed_shifts": True, "shift_init": "tsm"}, "model.shift_init"),
+    ({"normalize_grad": False, "temporal_factor": 10}, "model.temporal_factor"),
+    ({"normalize_grad": False, "grad_norm_form": "paper"}, "model.grad_norm_form"),
+    ({"name": "tsm-nano", "variant": "rs-aq"}, "model.variant"),
+    ({"name": "tsm-micro", "fixed_shifts": True}, "model.fixed_shifts"),
+])
+def test_bad_ablations_name_the_field(tmp_path, colour_data, model, needle):
+    path = write_yaml(tmp_path / "bad.yaml", training_config(colour_data, str(tmp_path), model=model))
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(path)
+
+
 def test_missing_data_section(tmp_path):
     path = write_yaml(tmp_path / "nodata.yaml", {"name": "x"})
     with pytest.raises(ConfigError, match="data"):
