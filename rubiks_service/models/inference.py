@@ -7,6 +7,10 @@ is) that computes the trained model's logits (within 1e-4 relative in fp32):
   (a gather; the attention weights are gone);
 * every BatchNorm that follows a convolution is folded into that convolution's
   weight and bias;
+* 1x1 convolutions run as batched GEMMs over the frames of the NCHW tensor
+  (`Conv1x1`): oneDNN's 1x1 path reorders NCHW to its blocked layout and back on
+  every call, which costs 2-3x at RubiksNet's 54-72 channels; the block's
+  residual add is the GEMM's accumulate (beta = 1), ReLUs are in place;
 * parameters no longer require gradients.
 
 It is the one form used by `rubiks profile --latency`, `rubiks eval`, the sweep
@@ -47,15 +51,74 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def _fold_rubiksnet(model: RubiksNet) -> None:
-    for block in model.modules():
-        if not isinstance(block, RubiksBlock):
-            continue
-        if isinstance(block.conv2, nn.Sequential):  # rs-aq: [attention shift, 1x1 conv]
-            block.conv2[1] = fold_batchnorm(block.conv2[1], block.bn2)
+class Conv1x1(nn.Module):
+    """A 1x1 convolution (optionally strided) of an NCHW tensor as one batched GEMM per call:
+    out[n] = W @ x[n] (+ bias) (+ residual, accumulated in place)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding != (0, 0) or conv.dilation != (1, 1):
+            raise ValueError(f"Conv1x1: not a plain 1x1 convolution: {conv}")
+        self.stride = conv.stride
+        self.weight = nn.Parameter(conv.weight.detach().flatten(1).clone(), requires_grad=False)
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.stride != (1, 1):
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+        n, c, h, w = x.shape
+        cols = x.reshape(n, c, h * w)
+        weight = self.weight.expand(n, -1, -1)
+        if residual is not None:
+            # accumulate into the residual (the block owns it: the previous block's output or its shortcut)
+            acc = residual.view(n, -1, h * w) if residual.is_contiguous() else residual.reshape(n, -1, h * w).clone()
+            out = acc.baddbmm_(weight, cols)
+            if self.bias is not None:
+                out.add_(self.bias.view(1, -1, 1))
+        elif self.bias is not None:
+            out = torch.baddbmm(self.bias.view(1, -1, 1), weight, cols)
         else:
-            block.conv2 = fold_batchnorm(block.conv2, block.bn2)
-        block.bn2 = nn.Identity()
+            out = torch.bmm(weight, cols)
+        return out.view(n, -1, h, w)
+
+
+class InferenceRubiksBlock(nn.Module):
+    """A RubiksNet block with bn2 folded into conv2, GEMM 1x1 convs and the residual add fused."""
+
+    def __init__(self, block: RubiksBlock) -> None:
+        super().__init__()
+        self.num_frames = block.num_frames
+        self.aq = isinstance(block.conv2, nn.Sequential)  # rs-aq: [attention shift, 1x1 conv]
+        conv2 = block.conv2[1] if self.aq else block.conv2
+        self.bn1 = block.bn1
+        self.temporal = block.conv2[0] if self.aq else None
+        self.conv2 = Conv1x1(fold_batchnorm(conv2, block.bn2))
+        self.as3 = block.as3
+        self.se = block.se
+        self.conv3 = Conv1x1(block.conv3)
+        self.shortcut = None if block.shortcut is None else Conv1x1(block.shortcut)
+
+    def _clip(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0] // self.num_frames, self.num_frames, *x.shape[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N*T, C, H, W)
+        pre = torch.relu_(self.bn1(x))
+        # with no shortcut conv the input itself is the residual, overwritten by conv3's accumulate
+        residual = self.shortcut(pre) if self.shortcut is not None else x
+        if self.temporal is not None:
+            pre = self.temporal(self._clip(pre)).flatten(0, 1)
+        out = torch.relu_(self.conv2(pre))
+        out = self.as3(out) if self.aq else self.as3(self._clip(out)).flatten(0, 1)
+        if self.se is not None:
+            out = self.se(out)
+        return self.conv3(out, residual=residual)
+
+
+def _fast_rubiksnet(model: RubiksNet) -> None:
+    backbone = model.backbone
+    for i in range(5):
+        layer = getattr(backbone, f"layer{i}")
+        setattr(backbone, f"layer{i}", nn.Sequential(*(InferenceRubiksBlock(b) for b in layer)))
 
 
 def _fold_tsm(model: TSMResNet) -> None:
@@ -80,7 +143,7 @@ def inference_model(model: nn.Module) -> nn.Module:
         if not layer.converted:
             layer.convert_()
     if isinstance(fast, RubiksNet):
-        _fold_rubiksnet(fast)
+        _fast_rubiksnet(fast)
     else:
         _fold_tsm(fast)
     for p in fast.parameters():
