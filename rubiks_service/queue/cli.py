@@ -41,14 +41,29 @@ def _store(args):
     return JobStore(args.queue_url or default_queue_url(args.storage_path))
 
 
+def _ray_token() -> str | None:
+    """The cluster's token: RAY_AUTH_TOKEN, else the file at RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token
+    (where `ray get-auth-token --generate` writes it)."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if token:
+        return token.strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return f.read().strip() or None
+    return None
+
+
 def _client(address: str | None):
-    """A Jobs API client; token auth (RAY_AUTH_TOKEN or the token file) is applied by Ray itself.
+    """A Jobs API client that sends the cluster's token. (Ray's own client sends it only when
+    RAY_AUTH_MODE=token is set in this process, which a laptop or the dispatcher need not have.)
     The client checks the connection when it is made: an unreachable Ray is one clear error."""
     from ray.job_submission import JobSubmissionClient
 
     url = _dashboard(address)
+    token = _ray_token()
     try:
-        return JobSubmissionClient(url)
+        return JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"} if token else None)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError/RuntimeError/auth errors here
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise RayUnreachable(f"cannot reach the Ray Jobs API at {url}: {reason}") from None

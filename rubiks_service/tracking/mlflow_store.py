@@ -82,3 +82,13 @@ def log_metrics(client, run_id: str, metrics: Mapping[str, Any], step: int | Non
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         client.log_metric(run_id, key, float(value), step=step or 0)
+
+
+def experiment_url(ui_base: str, exp_id: str) -> str:
+    """The MLflow UI page of an experiment's training runs. MLflow 3.17 opens experiments in its
+    GenAI view (traces, judges); `workflowType=machine_learning` lands on the runs table instead."""
+    return f"{ui_base.rstrip('/')}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+
+
+def run_url(ui_base: str, exp_id: str, run_id: str) -> str:
+    return f"{ui_base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?workflowType=machine_learning"

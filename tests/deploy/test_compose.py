@@ -33,11 +33,12 @@ def test_services_and_exposure():
     assert set(services) == {"postgres", "mlflow", "ray-head", "ray-gpu-worker", "dispatcher"}
     published = {name: svc.get("ports", []) for name, svc in services.items() if svc.get("ports")}
     # only the UI/API a user needs, and only on the host's loopback
-    assert published == {"mlflow": ["127.0.0.1:5000:5000"], "ray-head": ["127.0.0.1:8265:8265"]}
+    assert published == {"mlflow": ["127.0.0.1:5000:5000"], "ray-head": ["127.0.0.1:8265:8265"],
+                         "postgres": ["127.0.0.1:5432:5432"]}
     for name in ("mlflow", "ray-head", "ray-gpu-worker", "dispatcher"):
         env = services[name]["environment"]
         assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # required, never defaulted off
-        assert "RAY_AUTH_MODE" not in env
+        assert env["RAY_AUTH_MODE"] == "token"
     gpu = services["ray-gpu-worker"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert gpu["shm_size"]
@@ -68,3 +69,5 @@ def test_dockerfile_installs_the_package_with_its_extension():
     with open(os.path.join(ROOT, "Dockerfile")) as f:
         text = f.read()
     assert "linux/amd64" in text and "--no-build-isolation" in text and "rubiks info" in text
+    # Ubuntu 24.04 ships python3 = 3.12 and no python3.11 package
+    assert "ubuntu24.04" in text and "python3.11" not in text and "python3 -m venv" in text

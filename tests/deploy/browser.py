@@ -1,0 +1,27 @@
+"""Headless Chromium (Debian's package) driven by Playwright: no browser download."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def open_page(url: str, width: int = 1500, height: int = 900):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url, wait_until="networkidle", timeout=120_000)
+            yield page
+        finally:
+            browser.close()

@@ -1,0 +1,159 @@
+"""The deployment run for real (services as docker-compose.yml starts them, see conftest.py):
+PostgreSQL shared by the queue and the MLflow server (--serve-artifacts), a two-node Ray cluster
+with token authentication, and the dispatcher. From a folder outside the project a user submits
+a sweep; it succeeds and everything it logged is readable through the MLflow server; concurrent
+submits neither lose nor double a job; a SIGKILLed dispatcher restarts and the job completes
+once; the Jobs API refuses a call without the token; the MLflow UI shows it in a browser."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from ..train.conftest import training_config, write_yaml
+from .conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory, colour_data, stack):
+    """A user's folder outside the project: a small sweep job (space + base config)."""
+    home = tmp_path_factory.mktemp("user")
+    base = training_config(colour_data, stack.runs, optim={"epochs": 1}, experiment="stack",
+                           scaling={"num_workers": 1, "cpus_per_worker": 1.0})
+    write_yaml(home / "base.yaml", base)
+    write_yaml(home / "space.yaml", {"name": "stack-sweep", "base": "base.yaml",
+                                     "search": {"optim.lr": {"grid": [0.003, 0.01]}},
+                                     "max_concurrent_trials": 2, "scheduler": {"type": "fifo"}})
+    write_yaml(home / "sweep-job.yaml", {"name": "stack-sweep", "kind": "sweep", "config": "space.yaml",
+                                         "max_retries": 1})
+    write_yaml(home / "train-job.yaml", {"name": "stack-train", "kind": "train", "config": "base.yaml"})
+    return home
+
+
+def _ray_jobs_for(stack, job_id: str) -> list:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(stack.dashboard, headers={"Authorization": f"Bearer {stack.token}"})
+    return [j for j in client.list_jobs() if (j.metadata or {}).get("rubiks_job") == job_id]
+
+
+def test_jobs_api_refuses_a_call_without_the_token(stack):
+    without = requests.get(f"{stack.dashboard}/api/jobs/", timeout=10)
+    assert without.status_code in (401, 403), without.text[:300]
+    wrong = requests.get(f"{stack.dashboard}/api/jobs/", headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code in (401, 403)
+    right = requests.get(f"{stack.dashboard}/api/jobs/", headers={"Authorization": f"Bearer {stack.token}"}, timeout=10)
+    assert right.status_code == 200
+
+
+def test_eight_concurrent_submits_give_eight_jobs(stack, user_dir):
+    """Eight `rubiks submit` processes at once against a fresh PostgreSQL queue (each also runs the
+    schema migration on start): eight distinct jobs, nothing lost or doubled. Then cancelled."""
+    procs = [subprocess.Popen(["rubiks", "submit", "train-job.yaml", "--queue-url", stack.queue_url,
+                               "--priority", "-5", "--json"],
+                              cwd=user_dir, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    ids = [json.loads(out)["id"] for out, _ in outs]
+    assert len(set(ids)) == 8
+    listed = stack.rubiks("jobs", "list", "--queue-url", stack.queue_url, "--json", cwd=user_dir)
+    assert listed.returncode == 0, listed.stderr
+    jobs = {j["id"]: j for j in json.loads(listed.stdout)}
+    assert set(ids) <= set(jobs) and all(jobs[i]["state"] == "queued" for i in ids)
+    for job_id in ids:  # out of the way of the sweep below
+        done = stack.rubiks("jobs", "cancel", job_id, "--queue-url", stack.queue_url, cwd=user_dir)
+        assert done.returncode == 0 and done.stdout.strip() == "cancelled", done.stderr
+    # the queue's tables sit beside MLflow's in the one database, under their own names
+    from sqlalchemy import create_engine, inspect
+
+    tables = set(inspect(create_engine(stack.queue_url)).get_table_names())
+    assert {"rubiks_queue_jobs", "rubiks_queue_alembic_version", "jobs", "experiments", "runs"} <= tables
+
+
+def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(stack, user_dir):
+    done = stack.rubiks("submit", "sweep-job.yaml", "--queue-url", stack.queue_url, "--priority", "5", "--json",
+                        cwd=user_dir)
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["id"]
+    # the job carries its files: the user's folder may change or vanish after submit
+    (user_dir / "space.yaml").write_text("name: [broken")
+    os.remove(user_dir / "base.yaml")
+
+    def state():
+        out = stack.rubiks("jobs", "status", job_id, "--queue-url", stack.queue_url, cwd=str(user_dir))
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    dispatcher = stack.start_dispatcher()
+    wait_for(lambda: state()["state"] == "running", "the sweep job running", 300, dispatcher)
+    dispatcher.kill()  # SIGKILL, the whole group, while the job runs on the cluster
+    dispatcher.proc.wait(10)
+    time.sleep(2)
+    restarted = stack.start_dispatcher("dispatcher-restarted")
+    final = wait_for(lambda: (s := state())["state"] in ("succeeded", "failed", "cancelled") and s,
+                     "the sweep job finishing", 900, restarted)
+    ray_jobs = _ray_jobs_for(stack, job_id)
+    logs = "" if final["state"] == "succeeded" else "\n".join(
+        requests.get(f"{stack.dashboard}/api/jobs/{j.submission_id}/logs",
+                     headers={"Authorization": f"Bearer {stack.token}"}, timeout=10).text[-4000:] for j in ray_jobs)
+    assert final["state"] == "succeeded", (final, logs, restarted.log())
+    assert final["attempts"] == 1 and len(ray_jobs) == 1  # submitted once, ran once
+    assert final["mlflow_run_id"]
+
+    # everything the sweep logged, read back through the MLflow server over HTTP
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=stack.tracking_uri)
+    parent = client.get_run(final["mlflow_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["rubiks.job_id"] == job_id
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:"), parent.info.artifact_uri  # served, not a path
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    for child in children:
+        assert 0.0 <= child.data.metrics["1clip_top1"] <= 1.0 and child.data.metrics["gmacs"] > 0
+        assert len(client.get_metric_history(child.info.run_id, "val_top1")) >= 1
+        files = [f.path for f in client.list_artifacts(child.info.run_id, "checkpoint")]
+        assert any(p.endswith(".pt") for p in files), files
+    png = client.download_artifacts(parent.info.run_id, "pareto/pareto.png", dst_path=str(user_dir))
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+    # nothing was written into the server's artifact folder by the client: it went over HTTP
+    assert os.path.isdir(os.path.join(stack.runs, "mlflow-artifacts"))
+    stack.sweep = {"experiment_id": parent.info.experiment_id, "parent": parent.info.run_id,
+                   "children": [c.info.run_name for c in children]}
+    restarted.stop()
+
+
+def test_the_mlflow_ui_lists_the_sweep_in_a_browser(stack):
+    sweep = getattr(stack, "sweep", None)
+    if sweep is None:
+        pytest.skip("the sweep test did not finish")
+    from rubiks_service.tracking.mlflow_store import experiment_url
+
+    from .browser import open_page
+
+    url = experiment_url(stack.tracking_uri, sweep["experiment_id"])
+    with open_page(url) as page:
+        for name in sweep["children"]:
+            page.get_by_text(name, exact=False).first.wait_for(timeout=60_000)
+        body = page.inner_text("body")
+        assert "1clip_top1" in body or "val_top1" in body, body[:2000]
+        shot = os.environ.get("RUBIKS_UI_SCREENSHOT")
+        if shot:
+            page.screenshot(path=shot, full_page=False)
+    artifact = f"{stack.tracking_uri}/get-artifact?path=pareto/pareto.png&run_uuid={sweep['parent']}"
+    with open_page(artifact) as page:
+        size = page.evaluate("() => { const i = document.querySelector('img'); "
+                             "return i ? [i.naturalWidth, i.naturalHeight] : [0, 0]; }")
+        assert size[0] > 100 and size[1] > 100, size
