@@ -192,6 +192,10 @@ def _sweep(args: argparse.Namespace) -> int:
     print("\nPareto frontier (1-clip top-1 vs GMACs):\n" + format_table(frontier(outcome.points), TABLE_COLUMNS[:-1]))
     if outcome.frontier_png:
         print(f"\nplot: {outcome.frontier_png}")
+    if outcome.registered:
+        reg = outcome.registered
+        print(f"registered model {reg['name']!r}: versions {[v['version'] for v in reg['versions']]}, "
+              f"aliases {reg['aliases']} (e.g. rubiks predict models:/{reg['name']}@best-accuracy VIDEO)")
     return 0 if outcome.points else 1
 
 
@@ -217,14 +221,36 @@ def _pareto(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from rubiks_service.train.trainer import evaluate, load_checkpoint
+def _resolve_model(args: argparse.Namespace, command: str):
+    """MODEL of predict / eval / export -> LoadedModel, or None after one error line on stderr."""
+    from rubiks_service.serving.models import ModelLoadError, resolve_model
 
     try:
-        model, cfg, classes = load_checkpoint(args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"rubiks eval: {exc}", file=sys.stderr)
+        return resolve_model(args.model, tracking_uri=args.tracking_uri, storage_path=args.storage_path,
+                             crop_size=args.size)
+    except ModelLoadError as exc:
+        print(f"rubiks {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rubiks_service.data.manifest import ManifestError, read_manifest
+    from rubiks_service.train.trainer import evaluate
+
+    loaded = _resolve_model(args, "eval")
+    if loaded is None:
         return 2
+    model, cfg, classes = loaded.model, loaded.train_config(args.data), loaded.classes
+    if loaded.config is None:  # a release checkpoint names no classes: the manifest's, if they fit
+        try:
+            classes = read_manifest(args.data, data_root=args.data_root).classes
+        except (ManifestError, OSError) as exc:
+            print(f"rubiks eval: {exc}", file=sys.stderr)
+            return 2
+        if len(classes) != len(loaded.classes):
+            print(f"rubiks eval: {args.data} has {len(classes)} classes, the model {len(loaded.classes)}",
+                  file=sys.stderr)
+            return 2
     if args.data_root:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_root": args.data_root})})
     _init_ray(args.address)
@@ -237,6 +263,33 @@ def _eval(args: argparse.Namespace) -> int:
         for key, value in results.items():
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
     return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from rubiks_service.serving.predict import predict_videos
+
+    if args.topk < 1:
+        print(f"rubiks predict: --topk must be >= 1, got {args.topk}", file=sys.stderr)
+        return 2
+    loaded = _resolve_model(args, "predict")
+    if loaded is None:
+        return 2
+    results = predict_videos(loaded, args.videos, protocol=args.protocol, topk=args.topk)
+    failed = [r for r in results if "error" in r]
+    for row in failed:
+        print(f"rubiks predict: {row['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": loaded.source, "protocol": args.protocol, "frames": loaded.segments,
+                          "size": loaded.crop_size, "num_classes": len(loaded.classes), "failed": len(failed),
+                          "videos": [{k: v for k, v in r.items() if k != "probabilities"} for r in results]},
+                         indent=2))
+    else:
+        for row in results:
+            if "top" in row:
+                print(row["video"])
+                for item in row["top"]:
+                    print(f"  {item['probability']:7.4f}  {item['class']}")
+    return 1 if failed else 0
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -253,6 +306,15 @@ def _ui(args: argparse.Namespace) -> int:
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite under the storage path)")
     p.add_argument("--storage-path", default="runs", help="where runs and the default MLflow store live (default: runs)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL",
+                   help="a checkpoint file (training or release format), runs:/<run_id>/model, "
+                        "models:/<name>/<version> or models:/<name>@<alias>")
+    p.add_argument("--size", type=int,
+                   help="input crop size (default: the training config's; 224 for a release-format checkpoint)")
+    _add_tracking_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,14 +361,23 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--json", action="store_true")
     pareto.set_defaults(func=_pareto)
 
-    ev = sub.add_parser("eval", help="evaluate a training checkpoint (1-clip / 2-clip)")
-    ev.add_argument("checkpoint", help="checkpoint.pt written by training")
+    ev = sub.add_parser("eval", help="evaluate a trained model (1-clip / 2-clip)")
+    _add_model_args(ev)
     ev.add_argument("--data", required=True, help="manifest to evaluate on")
     ev.add_argument("--data-root", help="folder relative video paths are taken from")
     ev.add_argument("--protocol", action="append", choices=["1clip", "2clip"], help="default: the run's protocols")
     ev.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval)
+
+    pred = sub.add_parser("predict", help="classify video files with a trained model (top-k classes)")
+    _add_model_args(pred)
+    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    pred.add_argument("--topk", type=int, default=5, help="classes to show per video (default 5)")
+    pred.add_argument("--protocol", choices=["1clip", "2clip"], default="1clip",
+                      help="evaluation views: 1clip (centre crop) or 2clip (2 clips x 3 crops, averaged)")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(func=_predict)
 
     ui = sub.add_parser("ui", help="the MLflow UI for the local store (127.0.0.1)")
     _add_tracking_args(ui)

@@ -80,6 +80,14 @@ def make_views(clips: Sequence[np.ndarray], label: int, spec: ClipSpec, rng: np.
     return np.ascontiguousarray(np.stack(views)), label
 
 
+def read_views(path: str, spec: ClipSpec, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One video file -> its (V, T, S, S, 3) uint8 views under `spec`, the same sampling and crops as
+    the decoders; raises `VideoReadError` (for callers that report per file, like `rubiks predict`)."""
+    rng = rng or np.random.default_rng()
+    clips = read_clips(path, lambda n: sampling.clip_indices(n, spec.segments, spec.mode, rng), spec.decode_short_side)
+    return make_views(clips, 0, spec, rng)[0]
+
+
 class _VideoRows:
     """What both decoders share: label lookup, path resolution, and a bad video turned into
     a warning and a flagged row instead of an exception."""

@@ -77,14 +77,19 @@ def load_checkpoint(
 ) -> tuple[RubiksNet, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights; returns (model, checkpoint)."""
     ckpt = read_checkpoint_file(path, map_location=map_location)
+    return model_from_release(ckpt, os.fspath(path), strict=strict, **overrides), ckpt
+
+
+def model_from_release(ckpt: Any, source: str, *, strict: bool = True, **overrides: Any) -> RubiksNet:
+    """The contents of a release-format checkpoint (already read) -> the model with its weights."""
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in RELEASE_KEYS):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{os.fspath(path)!r} is not a RubiksNet checkpoint: needs keys {RELEASE_KEYS}, found {found}")
+        raise CheckpointError(f"{source!r} is not a RubiksNet checkpoint: needs keys {RELEASE_KEYS}, found {found}")
     if ckpt["tier"] not in TIERS:
-        raise CheckpointError(f"{os.fspath(path)!r}: unknown tier {ckpt['tier']!r}")
+        raise CheckpointError(f"{source!r}: unknown tier {ckpt['tier']!r}")
     variant = VARIANT_ALIASES.get(ckpt["variant"], ckpt["variant"])
     model = rubiksnet(
         ckpt["tier"], variant=variant, num_classes=int(ckpt["num_classes"]), num_frames=int(ckpt["num_frames"]), **overrides
     )
     model.load_state_dict(ckpt["model"], strict=strict)
-    return model, ckpt
+    return model

@@ -63,8 +63,17 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
 def load_checkpoint(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
     """A checkpoint written by training -> (model in eval mode, its training config, its classes)."""
     state = read_checkpoint_file(checkpoint_file)  # tensors and plain data only: refuses crafted pickles
-    if not isinstance(state, dict) or "config" not in state or "classes" not in state:
-        raise ValueError(f"{checkpoint_file}: not a checkpoint written by `rubiks train` (no config/classes)")
+    return model_from_checkpoint(state, checkpoint_file)
+
+
+def is_training_checkpoint(state) -> bool:
+    return isinstance(state, dict) and "config" in state and "classes" in state and "model" in state
+
+
+def model_from_checkpoint(state: dict, source: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
+    """The contents of a training checkpoint (already read) -> (eval-mode model, config, classes)."""
+    if not is_training_checkpoint(state):
+        raise ValueError(f"{source}: not a checkpoint written by `rubiks train` (no config/classes)")
     cfg = TrainConfig.model_validate(state["config"])
     model = build_from_config(cfg, len(state["classes"]))
     model.load_state_dict(state["model"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from rubiks_service.tracking.mlflow_model import register_frontier
 from rubiks_service.tracking.mlflow_store import log_params, make_client, resolve_tracking_uri, tracked_run
 from rubiks_service.tracking.sweep_results import (
     PARENT_TAG,
@@ -36,6 +37,7 @@ class SweepOutcome:
     errors: int
     frontier_png: str | None
     trials_table: list[dict]  # every trial: outcome, last val top-1, final top-1
+    registered: dict | None = None  # the frontier as a registered MLflow model (name, versions, aliases)
 
 
 def _trial(config: dict, loaded: LoadedSpace, where: dict) -> None:
@@ -94,5 +96,6 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
         close_orphaned_children(client, experiment, parent)
         points = sweep_points(client, experiment, parent)
         png = log_frontier(client, parent, points)
+        registered = register_frontier(client, experiment, parent, points)
         table = trial_summaries(client, experiment, parent)
-    return SweepOutcome(parent, experiment, points, len(grid), errors, png, table)
+    return SweepOutcome(parent, experiment, points, len(grid), errors, png, table, registered)

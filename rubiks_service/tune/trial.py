@@ -10,6 +10,7 @@ import tempfile
 from rubiks_service.models import RubiksNet
 from rubiks_service.models.profile import profile_model
 from rubiks_service.ops.attention_shift import attention_shift_layers, realised_budget
+from rubiks_service.tracking.mlflow_model import log_trained_model
 from rubiks_service.tracking.mlflow_store import log_metrics, log_params, make_client, tracked_run
 from rubiks_service.tracking.train_callback import MlflowEpochLogger
 from rubiks_service.train.config import TrainConfig
@@ -47,6 +48,8 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         # val_* were logged per epoch while training ran; the rest are end-of-run figures
         log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and not k.startswith("val_")})
         client.log_artifact(run_id, outcome.checkpoint_path, artifact_path="checkpoint")
+        # the MLflow model (runs:/<id>/model): converted weights, loadable by mlflow.pyfunc and `rubiks predict`
+        summary["model_uri"] = log_trained_model(client, run_id, model, cfg, outcome.classes)
         if isinstance(model, RubiksNet):
             _log_shift_plots(client, run_id, model)
         return summary

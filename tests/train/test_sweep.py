@@ -51,3 +51,23 @@ def test_two_trial_sweep_parent_child_runs_and_pareto(tmp_path, colour_data, cap
     assert cli_main(["pareto", "--experiment", "tests", "--tracking-uri", uri, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["parent_run_id"] == outcome.parent_run_id and printed["frontier"]
+
+    # every trial logged its MLflow model; the frontier became a registered model with two aliases
+    for child in children:
+        assert child.data.tags["rubiks.model_uri"] == f"runs:/{child.info.run_id}/model"
+    reg = outcome.registered
+    front_ids = [p["run_id"] for p in printed["frontier"]]
+    assert reg["name"] == "tests" and [v["run_id"] for v in reg["versions"]] == front_ids
+    versions = {int(v.version): v for v in client.search_model_versions("name='tests'")}
+    assert {v["version"] for v in reg["versions"]} == set(versions)
+    best = client.get_model_version_by_alias("tests", "best-accuracy")
+    cheapest = client.get_model_version_by_alias("tests", "cheapest")
+    by_run = {p["run_id"]: p for p in outcome.points}
+    assert by_run[best.run_id]["1clip_top1"] == max(by_run[r]["1clip_top1"] for r in front_ids)
+    assert by_run[cheapest.run_id]["gmacs"] == min(by_run[r]["gmacs"] for r in front_ids)
+    assert client.get_run(outcome.parent_run_id).data.tags["rubiks.model_uri"] == f"models:/tests/{best.version}"
+
+    video = os.path.join(colour_data["root"], "videos", "val", "red_0.mp4")
+    assert cli_main(["predict", "models:/tests@best-accuracy", video, "--tracking-uri", uri, "--json"]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    assert predicted["model"] == "models:/tests@best-accuracy" and predicted["videos"][0]["top"][0]["class"] in ("red", "blue")

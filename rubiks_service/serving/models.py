@@ -1,0 +1,109 @@
+"""MODEL, as `rubiks predict | eval | export` take it, to a loaded model.
+
+    path/to/checkpoint.pt         a training checkpoint (config + classes inside) or a
+                                  release-format checkpoint (tier, variant, weights only)
+    runs:/<run_id>/model          the MLflow model a training run logged
+    models:/<name>/<version>      a registered version, or models:/<name>@<alias>
+
+An MLflow model is downloaded and only its weights file is read, with weights_only=True:
+loading never runs the model's Python code (what `mlflow.pyfunc.load_model` would do).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import yaml
+from torch import nn
+
+from rubiks_service.models.checkpoint import CheckpointError, model_from_release, read_checkpoint_file
+from rubiks_service.tracking.mlflow_model import CHECKPOINT_ARTIFACT
+from rubiks_service.train.config import DataConfig, TrainConfig
+from rubiks_service.train.trainer import is_training_checkpoint, model_from_checkpoint
+
+MLFLOW_SCHEMES = ("runs:/", "models:/")
+RELEASE_CROP = 224  # the paper's input; a release checkpoint does not record it
+
+
+class ModelLoadError(ValueError):
+    """A MODEL that cannot be used, with the reason (one line)."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # eval mode, training form (see models.inference for the inference form)
+    classes: list[str]
+    segments: int  # frames per clip
+    crop_size: int
+    config: TrainConfig | None  # None for a release-format checkpoint
+    source: str  # what the user gave
+
+    def train_config(self, manifest: str) -> TrainConfig:
+        """The training config, or for a release checkpoint one that evaluates `manifest` at its input size."""
+        if self.config is not None:
+            if self.config.data.crop_size == self.crop_size:
+                return self.config
+            return self.config.model_copy(update={"data": self.config.data.model_copy(
+                update={"crop_size": self.crop_size})})
+        return TrainConfig(data=DataConfig(train_manifest=manifest, val_manifest=manifest,
+                                           segments=self.segments, crop_size=self.crop_size))
+
+
+def is_mlflow_uri(spec: str) -> bool:
+    return spec.startswith(MLFLOW_SCHEMES)
+
+
+def load_model_file(path: str, *, source: str | None = None, crop_size: int | None = None) -> LoadedModel:
+    """A checkpoint file: a training checkpoint, or a release-format one (class names `0..K-1`
+    unless it lists `classes`; input `crop_size`, default 224)."""
+    try:
+        state = read_checkpoint_file(path)
+        if is_training_checkpoint(state):
+            model, cfg, classes = model_from_checkpoint(state, path)
+            return LoadedModel(model, classes, cfg.data.segments, crop_size or cfg.data.crop_size, cfg,
+                               source or path)
+        model = model_from_release(state, path).eval()
+    except (CheckpointError, ValueError, RuntimeError) as exc:  # RuntimeError: state-dict mismatch
+        raise ModelLoadError((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
+    classes = [str(c) for c in state.get("classes", range(model.cfg.num_classes))]
+    return LoadedModel(model, classes, model.cfg.num_frames, crop_size or RELEASE_CROP, None, source or path)
+
+
+def download_mlflow_model(uri: str, tracking_uri: str, dst: str) -> str:
+    """The MLflow model at `uri` into `dst`; returns the path of its weights file."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one line per problem
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
+    except (MlflowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"cannot fetch MLflow model {uri!r} from {tracking_uri}: {first[:300]}") from None
+    mlmodel = os.path.join(local, "MLmodel")
+    if not os.path.isfile(mlmodel):
+        raise ModelLoadError(f"{uri!r} is not an MLflow model (no MLmodel file)")
+    with open(mlmodel) as f:
+        spec = yaml.safe_load(f) or {}
+    artifact = (spec.get("flavors", {}).get("python_function", {}).get("artifacts", {}).get(CHECKPOINT_ARTIFACT))
+    if not artifact:
+        raise ModelLoadError(f"{uri!r} is not a rubiks-service model (no {CHECKPOINT_ARTIFACT!r} artifact)")
+    return os.path.join(local, artifact["path"])
+
+
+def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: str = "runs",
+                  crop_size: int | None = None) -> LoadedModel:
+    """MODEL (a checkpoint path, `runs:/…` or `models:/…`) -> LoadedModel; `ModelLoadError` otherwise."""
+    if not is_mlflow_uri(spec):
+        if not os.path.exists(spec):
+            raise ModelLoadError(f"model not found: {spec} (a checkpoint file, runs:/<run_id>/model or "
+                                 f"models:/<name>/<version|@alias>)")
+        return load_model_file(spec, crop_size=crop_size)
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, storage_path)
+    with tempfile.TemporaryDirectory(prefix="rubiks-model-") as tmp:
+        return load_model_file(download_mlflow_model(spec, uri, tmp), source=spec, crop_size=crop_size)
