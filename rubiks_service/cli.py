@@ -68,8 +68,13 @@ def _profile(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from rubiks_service.data.synth import SynthConfig, generate
 
-    cfg = SynthConfig(train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                      num_frames=args.frames, size=args.size, seed=args.seed)
+    try:
+        cfg = SynthConfig(train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                          num_frames=args.frames, size=args.size, seed=args.seed, distractors=args.distractors,
+                          noise=args.noise, motion=args.motion)
+    except ValueError as exc:
+        print(f"rubiks data synth: {exc}", file=sys.stderr)
+        return 2
     paths = generate(args.out_dir, cfg, progress=not args.json)
     print(json.dumps(paths, indent=2) if args.json else "\n".join(f"{k:>8}: {v}" for k, v in paths.items()))
     return 0
@@ -169,8 +174,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, frontier
     from rubiks_service.tracking.pareto import format_table
+    from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, comparison_rows, frontier
     from rubiks_service.train.config import ConfigError
     from rubiks_service.tune.space import load_space
     from rubiks_service.tune.sweep import run_sweep
@@ -189,9 +194,17 @@ def _sweep(args: argparse.Namespace) -> int:
           f"MLflow experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
     print("\nall trials (val_top1: last epoch; 1clip_top1: final evaluation):\n"
           + format_table(outcome.trials_table, ("label", "kind", "model", "outcome", "val_top1", "1clip_top1", "gmacs")))
-    print("\nPareto frontier (1-clip top-1 vs GMACs):\n" + format_table(frontier(outcome.points), TABLE_COLUMNS[:-1]))
+    if outcome.points:
+        rows = comparison_rows(outcome.points)
+        columns = [c for c in ("label", "kind", "model", "variant", "budget", "1clip_top1", "2clip_top1", "gmacs",
+                               "latency_ms", "frontier_gmacs", "frontier_latency_ms") if any(r.get(c, "") != "" for r in rows)]
+        print("\ncomparison by family (frontier_*: on its family's accuracy-vs-cost frontier):\n"
+              + format_table(rows, columns))
+    print("\nPareto frontier over all trials (1-clip top-1 vs GMACs):\n"
+          + format_table(frontier(outcome.points), TABLE_COLUMNS[:-1]))
     if outcome.frontier_png:
-        print(f"\nplot: {outcome.frontier_png}")
+        print(f"\nplot (one colour per family, each family's frontier): {outcome.frontier_png}")
+        print(f"comparison table: {outcome.frontier_png.rsplit('/', 1)[0]}/comparison.csv")
     if outcome.registered:
         reg = outcome.registered
         print(f"registered model {reg['name']!r}: versions {[v['version'] for v in reg['versions']]}, "
@@ -398,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=int, default=16)
     synth.add_argument("--size", type=int, default=64)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--distractors", type=int, default=1, help="discs moving at random (default 1)")
+    synth.add_argument("--noise", type=float, default=0.05, help="pixel noise std, 0..1 scale (default 0.05)")
+    synth.add_argument("--motion", type=float, default=0.75,
+                       help="fraction of the video the object moves in (default 0.75; 1 with the two above at 0: "
+                            "the earlier, easy set)")
     synth.add_argument("--json", action="store_true")
     synth.set_defaults(func=_data_synth)
     prepare = data.add_parser("prepare", help="convert annotation files to a manifest (+ classes.txt)",

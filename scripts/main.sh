@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# README command 1, the main job: set up, generate the built-in motion dataset, sweep RubiksNet
-# (RS-AQ) over shift budget B and model size plus a per-frame baseline on an embedded local Ray,
-# track everything in a local SQLite MLflow store, print the Pareto table and how to browse it.
+# README command 1, the main job: set up, generate the built-in motion dataset (the harder set:
+# distractors, pixel noise, short motions), sweep RubiksNet (RS-AQ, two tiers and budgets) against
+# TSM at matching MACs plus per-frame baselines on an embedded local Ray, track everything in a
+# local SQLite MLflow store, print the comparison table, the Pareto frontiers and where the plot is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
-# (re)generate when missing or written by a version with other classes
-if ! python -c 'from rubiks_service.data.synth import CLASSES; print("\n".join(CLASSES))' \
-    | cmp -s - runs/motion-data/classes.txt || [ ! -f runs/motion-data/val.csv ]; then
+# (re)generate when missing or written with other settings (classes, knobs, sizes)
+if ! python -c '
+import dataclasses, json, sys
+from rubiks_service.data.synth import CLASSES, SynthConfig
+want = dataclasses.asdict(SynthConfig(train_per_class=100, val_per_class=25))
+try:
+    same = (json.load(open("runs/motion-data/synth.json")) == want
+            and open("runs/motion-data/classes.txt").read().split() == list(CLASSES)
+            and open("runs/motion-data/val.csv").readline().startswith("path"))
+except (OSError, ValueError):
+    same = False
+sys.exit(0 if same else 1)'; then
   rm -rf runs/motion-data
-  rubiks data synth runs/motion-data --train-per-class 120 --val-per-class 25
+  rubiks data synth runs/motion-data --train-per-class 100 --val-per-class 25
 fi
 rubiks sweep tune_spaces/motion-demo.yaml "$@"
 echo

@@ -10,6 +10,20 @@ over a textured background: no single frame tells the classes apart, and a
 per-frame model stays near chance (1/8). Textures, sizes and speeds are random;
 everything is deterministic from the seed.
 
+Difficulty knobs (`SynthConfig`, `rubiks data synth --distractors/--noise/--motion`):
+
+* `distractors`: that many extra objects of another shape (discs), each gliding in its own
+  random direction at its own speed: motion that says nothing about the class, so a model has
+  to find the one notched object and judge its motion alone;
+* `noise`: Gaussian pixel noise (std, in [0, 1] units), fresh in every frame;
+* `motion`: the fraction of the video during which the object moves (a window at a random
+  place; the object rests before and after), so a clip sees fewer frames of the motion.
+
+Whatever the knobs, every video of a pair's second class is the exact time reversal of one of
+its first class (the same random draws, frames in reverse order), so no single frame tells a
+class from its pair. The defaults are the main job's harder set; `SynthConfig.easy()` is the
+earlier one (no distractors, no noise, motion over the whole video).
+
 (Rotation clockwise / counter-clockwise was the fourth pair until it proved
 unlearnable at this scale: on 240 videos neither RubiksNet-micro nor a small 3D
 CNN got above chance on its direction in 10 epochs, which capped every model at
@@ -22,8 +36,9 @@ OUT/classes.txt.
 from __future__ import annotations
 
 import csv
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -39,6 +54,27 @@ class SynthConfig:
     size: int = 64
     fps: int = 8
     seed: int = 0
+    distractors: int = 1  # discs moving at random: motion that does not tell the class
+    noise: float = 0.05  # per-frame Gaussian pixel noise (std, 0..1 scale)
+    motion: float = 0.75  # fraction of the frames over which the object moves (a window)
+
+    def __post_init__(self):
+        for name, low in (("train_per_class", 0), ("val_per_class", 0), ("num_frames", 2), ("size", 16), ("fps", 1),
+                          ("seed", 0), ("distractors", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ValueError(f"noise must be in [0, 1], got {self.noise}")
+        if not 0.0 < self.motion <= 1.0:
+            raise ValueError(f"motion must be in (0, 1], got {self.motion}")
+
+    @classmethod
+    def easy(cls, **fields) -> "SynthConfig":
+        """The earlier, easier set: one object, no noise, motion over the whole video."""
+        return cls(**{"distractors": 0, "noise": 0.0, "motion": 1.0, **fields})
+
+    def knobs(self) -> dict:
+        return {"distractors": self.distractors, "noise": self.noise, "motion": self.motion}
 
 
 def _texture(rng: np.random.Generator, n: int, noise: float = 0.15) -> np.ndarray:
@@ -50,7 +86,7 @@ def _texture(rng: np.random.Generator, n: int, noise: float = 0.15) -> np.ndarra
     return np.clip(rows.transpose(0, 2, 1) + noise * rng.standard_normal((n, n, 3)), 0, 1)
 
 
-def _render(background, texture, cx, cy, radius, angle, opacity=1.0):
+def _render(background, texture, cx, cy, radius, angle, opacity=1.0, shape="notch"):
     """Composite the texture, scaled to `radius`, rotated by `angle`, centred at (cx, cy)."""
     size = background.shape[0]
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -58,8 +94,10 @@ def _render(background, texture, cx, cy, radius, angle, opacity=1.0):
     cos, sin = np.cos(angle), np.sin(angle)
     u = (cos * dx + sin * dy) / radius  # object coordinates in [-1, 1]
     v = (-sin * dx + cos * dy) / radius
-    # an asymmetric shape (a rectangle with a notch)
-    inside = (np.abs(u) <= 1) & (np.abs(v) <= 0.6) & ~((u > 0.5) & (v > 0.1))
+    if shape == "notch":  # the object whose motion is the class: a rectangle with a notch
+        inside = (np.abs(u) <= 1) & (np.abs(v) <= 0.6) & ~((u > 0.5) & (v > 0.1))
+    else:  # distractors: discs
+        inside = u * u + v * v <= 0.5
     n = texture.shape[0]
     ti = np.clip(((v + 1) / 2 * (n - 1)).round().astype(int), 0, n - 1)
     tj = np.clip(((u + 1) / 2 * (n - 1)).round().astype(int), 0, n - 1)
@@ -68,33 +106,66 @@ def _render(background, texture, cx, cy, radius, angle, opacity=1.0):
     return frame
 
 
-def render_video(label: str, rng: np.random.Generator, num_frames: int = 16, size: int = 64) -> np.ndarray:
-    """(T, size, size, 3) uint8 frames of one video of class `label`."""
+PAIRS = {second: first for first, second in zip(CLASSES[::2], CLASSES[1::2])}  # second class -> first
+
+
+def render_video(label: str, rng: np.random.Generator, num_frames: int = 16, size: int = 64, *,
+                 distractors: int = 0, noise: float = 0.0, motion: float = 1.0) -> np.ndarray:
+    """(T, size, size, 3) uint8 frames of one video of class `label`.
+
+    A pair's second class is rendered as its first class and played backwards: the same draws
+    from `rng` give exact time reversals, whatever the knobs.
+    """
     if label not in CLASSES:
         raise ValueError(f"unknown synthetic class {label!r}; choose one of {CLASSES}")
+    if label in PAIRS:
+        return render_video(PAIRS[label], rng, num_frames, size, distractors=distractors, noise=noise,
+                            motion=motion)[::-1].copy()
     background = 0.25 * _texture(rng, size, noise=0.05) + 0.35  # muted, so the object stands out
     texture = _texture(rng, 32)
-    t = np.arange(num_frames) - (num_frames - 1) / 2  # centred time: pairs are time reversals
+    # the motion window: `moving` frames at a random place, at rest before and after
+    moving = max(2, min(num_frames, int(round(motion * num_frames))))
+    start = int(rng.integers(0, num_frames - moving + 1))
+    t = np.clip(np.arange(num_frames) - start, 0, moving - 1) - (moving - 1) / 2  # centred on the window
+    half = (moving - 1) / 2
     radius = np.full(num_frames, rng.uniform(size * 0.15, size * 0.22))
     angle = np.full(num_frames, rng.uniform(0, 2 * np.pi))
     opacity = np.full(num_frames, rng.uniform(*OPACITY))
     speed = rng.uniform(2.0, 3.5)  # pixels per frame
-    travel = min(speed * (num_frames - 1) / 2, size / 2 - radius[0] - 3)  # the path stays inside the frame
-    speed = travel / ((num_frames - 1) / 2)
+    travel = min(speed * half, size / 2 - radius[0] - 3)  # the path stays inside the frame
+    speed = travel / half
     margin = radius[0] + 2
     cx = np.full(num_frames, rng.uniform(margin, size - margin))
     cy = np.full(num_frames, rng.uniform(margin, size - margin))
-    if label in ("move_left", "move_right"):
-        cx = np.full(num_frames, rng.uniform(margin + travel, size - margin - travel)) + speed * t * (1 if label == "move_right" else -1)
-    elif label in ("move_up", "move_down"):
-        cy = np.full(num_frames, rng.uniform(margin + travel, size - margin - travel)) + speed * t * (1 if label == "move_down" else -1)
-    elif label in ("approach", "recede"):
-        rate = rng.uniform(0.05, 0.08) * (1 if label == "approach" else -1)
-        radius = radius * np.exp(rate * t)
-    else:  # a linear ramp over the same range: each frame alone looks like any other video's
-        opacity = np.linspace(*OPACITY, num_frames)[:: 1 if label == "fade_in" else -1]
-    frames = [_render(background, texture, cx[i], cy[i], radius[i], angle[i], opacity[i]) for i in range(num_frames)]
-    return (np.stack(frames) * 255).round().astype(np.uint8)
+    if label == "move_left":
+        cx = np.full(num_frames, rng.uniform(margin + travel, size - margin - travel)) - speed * t
+    elif label == "move_up":
+        cy = np.full(num_frames, rng.uniform(margin + travel, size - margin - travel)) - speed * t
+    elif label == "approach":
+        radius = radius * np.exp(rng.uniform(0.05, 0.08) * t)
+    else:  # fade_in, a linear ramp over the same range: each frame alone looks like any other video's
+        opacity = OPACITY[0] + (OPACITY[1] - OPACITY[0]) * (t + half) / (2 * half)
+    # distractors: discs on straight paths in random directions (drawn behind the object)
+    paths = []
+    for _ in range(distractors):
+        r = rng.uniform(size * 0.12, size * 0.2)
+        heading = rng.uniform(0, 2 * np.pi)
+        v = rng.uniform(1.0, 3.5)
+        start_xy = rng.uniform(r, size - r, 2)
+        steps = np.arange(num_frames) - (num_frames - 1) / 2
+        xs = np.clip(start_xy[0] + v * np.cos(heading) * steps, -r / 2, size + r / 2)
+        ys = np.clip(start_xy[1] + v * np.sin(heading) * steps, -r / 2, size + r / 2)
+        paths.append((_texture(rng, 16), xs, ys, r, rng.uniform(0, 2 * np.pi), rng.uniform(*OPACITY)))
+    frames = []
+    for i in range(num_frames):
+        frame = background
+        for tex, xs, ys, r, ang, op in paths:
+            frame = _render(frame, tex, xs[i], ys[i], r, ang, op, shape="disc")
+        frames.append(_render(frame, texture, cx[i], cy[i], radius[i], angle[i], opacity[i]))
+    video = np.stack(frames)
+    if noise > 0:
+        video = np.clip(video + noise * rng.standard_normal(video.shape), 0, 1)
+    return (video * 255).round().astype(np.uint8)
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: int = 8) -> None:
@@ -126,7 +197,8 @@ def generate(out_dir: str, config: SynthConfig = SynthConfig(), progress: bool =
     seeds = rng.integers(0, 2**63 - 1, size=len(jobs))
     for (split, label, i), seed in tqdm(list(zip(jobs, seeds)), desc="synth videos", disable=not progress):
         rel = os.path.join("videos", split, label, f"{label}_{i:04d}.mp4")
-        frames = render_video(label, np.random.default_rng(int(seed)), config.num_frames, config.size)
+        frames = render_video(label, np.random.default_rng(int(seed)), config.num_frames, config.size,
+                              **config.knobs())
         write_mp4(os.path.join(out_dir, rel), frames, config.fps)
         rows[split].append({"path": rel, "label": label, "num_frames": config.num_frames})
     paths = {}
@@ -139,4 +211,7 @@ def generate(out_dir: str, config: SynthConfig = SynthConfig(), progress: bool =
     paths["classes"] = os.path.join(out_dir, "classes.txt")
     with open(paths["classes"], "w") as f:
         f.write("\n".join(CLASSES) + "\n")
+    paths["config"] = os.path.join(out_dir, "synth.json")
+    with open(paths["config"], "w") as f:  # lets a script tell whether the data on disk is the one it wants
+        json.dump(asdict(config), f, indent=2, sort_keys=True)
     return paths

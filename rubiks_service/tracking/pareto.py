@@ -34,9 +34,19 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+FAMILY_STYLE = {  # one colour per family on the plot
+    "rubiksnet": ("o", "tab:blue"),
+    "tsm": ("^", "tab:orange"),
+    "per-frame": ("s", "tab:gray"),
+    "baseline": ("D", "tab:purple"),
+}
+COST_LABELS = {"gmacs": "GMACs per clip", "mparams": "parameters (M)", "latency_ms": "latency (ms per clip)"}
+
+
 def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = "top1_1clip",
                   costs: Sequence[str] = ("gmacs", "mparams"), label: str = "label") -> str:
-    """Scatter of every trial (baselines marked) with the frontier line, one panel per cost."""
+    """One panel per cost: every trial in its family's colour, each family's frontier as a line in
+    that colour, and the frontier over all families as a thin dashed black line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,21 +54,29 @@ def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = "top1_1c
 
     fig, axes = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 4.2), squeeze=False)
     for ax, cost in zip(axes[0], costs):
-        for kind, marker, color in (("rubiksnet", "o", "tab:blue"), ("baseline", "s", "tab:gray")):
-            pts = [p for p in points if (p.get("kind") == kind)]
-            if pts:
-                ax.scatter([p[cost] for p in pts], [p[accuracy] for p in pts], marker=marker, color=color,
-                           label=kind, zorder=3)
-        front = pareto_front(points, accuracy=accuracy, cost=cost)
-        ax.plot([p[cost] for p in front], [p[accuracy] for p in front], "-", color="tab:red", label="Pareto frontier")
-        for p in points:
+        have = [p for p in points if cost in p]
+        order = list(FAMILY_STYLE)
+        kinds = sorted({p.get("kind", "baseline") for p in have}, key=lambda k: (order.index(k) if k in order else 99, k))
+        for kind in kinds:
+            marker, color = FAMILY_STYLE.get(kind, ("x", "black"))
+            pts = [p for p in have if p.get("kind", "baseline") == kind]
+            ax.scatter([p[cost] for p in pts], [p[accuracy] for p in pts], marker=marker, color=color,
+                       label=kind, zorder=3)
+            front = pareto_front(pts, accuracy=accuracy, cost=cost)
+            if len(front) > 1:
+                ax.plot([p[cost] for p in front], [p[accuracy] for p in front], "-", color=color, alpha=0.8,
+                        label=f"{kind} frontier")
+        overall = pareto_front(have, accuracy=accuracy, cost=cost)
+        ax.plot([p[cost] for p in overall], [p[accuracy] for p in overall], "--", color="black", lw=0.8,
+                label="overall frontier")
+        for p in have:
             ax.annotate(str(p.get(label, ""))[:28], (p[cost], p[accuracy]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
-        ax.set_xlabel({"gmacs": "GMACs per clip", "mparams": "parameters (M)"}.get(cost, cost))
+        ax.set_xlabel(COST_LABELS.get(cost, cost))
         ax.set_ylabel(accuracy)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Accuracy vs cost")
+    fig.suptitle("Accuracy vs cost, by family")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -2,6 +2,7 @@
 the Pareto frontier (table artifact + PNG) on the parent run, and finding sweeps again."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -11,7 +12,15 @@ from .pareto import format_table, pareto_front, plot_frontier
 PARENT_TAG = "rubiks.sweep"
 ACCURACY = "1clip_top1"
 COSTS = ("gmacs", "mparams")
+OPTIONAL_COSTS = ("latency_ms",)  # measured per trial where the trial logs it
 TABLE_COLUMNS = ("label", "kind", "model", "1clip_top1", "2clip_top1", "gmacs", "mparams", "realised_budget", "run_id")
+# the comparison table (CSV + MLflow table on the parent run): what each trial was and what it got
+SETTINGS = {"variant": "model.variant", "budget": "aq.budget", "lambda": "model.temporal_factor",
+            "grad_norm_form": "model.grad_norm_form", "normalize_grad": "model.normalize_grad",
+            "shift_init": "model.shift_init", "fixed_shifts": "model.fixed_shifts", "epochs": "optim.epochs",
+            "seed": "seed"}
+COMPARISON_COLUMNS = ("label", "kind", "model", *SETTINGS, "1clip_top1", "2clip_top1", "val_top1", "gmacs",
+                      "mparams", "latency_ms", "realised_budget", "frontier_gmacs", "frontier_latency_ms", "run_id")
 
 
 def child_runs(client, experiment: str, parent_run_id: str) -> list:
@@ -41,15 +50,50 @@ def sweep_points(client, experiment: str, parent_run_id: str) -> list[dict]:
         m = run.data.metrics
         if run.info.status != "FINISHED" or ACCURACY not in m or "gmacs" not in m:
             continue
-        tags = run.data.tags
+        tags, params = run.data.tags, run.data.params
+        metrics = ("1clip_top1", "2clip_top1", "gmacs", "mparams", "realised_budget", "val_top1", *OPTIONAL_COSTS)
         points.append({
             "label": tags.get("rubiks.label", run.info.run_name),
             "kind": tags.get("rubiks.kind", "rubiksnet"),
-            "model": run.data.params.get("model.name", ""),
-            **{k: m[k] for k in ("1clip_top1", "2clip_top1", "gmacs", "mparams", "realised_budget", "val_top1") if k in m},
+            "model": params.get("model.name", ""),
+            **{k: m[k] for k in metrics if k in m},
+            "settings": {k: params[p] for k, p in SETTINGS.items() if p in params},
             "run_id": run.info.run_id,
         })
-    return sorted(points, key=lambda p: p["gmacs"])
+    return sorted(points, key=lambda p: (p["gmacs"], p["label"]))
+
+
+def present_costs(points: list[dict]) -> tuple[str, ...]:
+    """GMACs and params always; measured latency when the trials logged it."""
+    return COSTS[:1] + tuple(c for c in OPTIONAL_COSTS if any(c in p for p in points)) + COSTS[1:]
+
+
+def comparison_rows(points: list[dict]) -> list[dict]:
+    """One row per finished trial: its family and settings, accuracy, costs, and whether it is on its
+    family's frontier (vs GMACs, and vs latency when measured). Rows by family, then cost."""
+    on_front = {}
+    for cost in ("gmacs", *OPTIONAL_COSTS):
+        for kind in {p["kind"] for p in points}:
+            family = [p for p in points if p["kind"] == kind and cost in p]
+            on_front[cost] = on_front.get(cost, set()) | {p["run_id"] for p in frontier(family, cost)}
+    rows = []
+    for p in points:
+        row = {"label": p["label"], "kind": p["kind"], "model": p["model"], **p.get("settings", {})}
+        row.update({k: p[k] for k in COMPARISON_COLUMNS if k in p and k not in row})
+        for cost in ("gmacs", *OPTIONAL_COSTS):
+            row[f"frontier_{cost}"] = (p["run_id"] in on_front[cost]) if cost in p else ""
+        rows.append(row)
+    order = {k: i for i, k in enumerate(("rubiksnet", "tsm", "per-frame", "baseline"))}
+    return sorted(rows, key=lambda r: (order.get(r["kind"], 9), r.get("gmacs", 0), r["label"]))
+
+
+def write_comparison_csv(rows: list[dict], path: str) -> str:
+    columns = [c for c in COMPARISON_COLUMNS if any(c in r and r[c] != "" for r in rows)]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def trial_summaries(client, experiment: str, parent_run_id: str) -> list[dict]:
@@ -67,24 +111,30 @@ def trial_summaries(client, experiment: str, parent_run_id: str) -> list[dict]:
 
 
 def frontier(points: list[dict], cost: str = "gmacs") -> list[dict]:
-    return pareto_front(points, accuracy=ACCURACY, cost=cost)
+    return pareto_front([p for p in points if cost in p], accuracy=ACCURACY, cost=cost)
 
 
 def log_frontier(client, parent_run_id: str, points: list[dict]) -> str | None:
-    """Pareto table (markdown-ish text + JSON) and plot as artifacts of the parent run."""
+    """Pareto table (markdown-ish text + JSON), the comparison table (CSV + an MLflow table) and the
+    plot (one colour per family, each family's frontier) as artifacts of the parent run."""
     if not points:
         client.set_tag(parent_run_id, "pareto", "no finished trials")
         return None
+    costs = present_costs(points)
+    rows = comparison_rows(points)
     with tempfile.TemporaryDirectory() as tmp:
-        for cost in COSTS:
+        for cost in costs:
             front = frontier(points, cost)
             with open(os.path.join(tmp, f"pareto_{cost}.txt"), "w") as f:
                 f.write(format_table(front, TABLE_COLUMNS) + "\n")
         with open(os.path.join(tmp, "pareto.json"), "w") as f:
-            json.dump({"points": points, **{f"frontier_{c}": [p["run_id"] for p in frontier(points, c)] for c in COSTS}},
+            json.dump({"points": points, **{f"frontier_{c}": [p["run_id"] for p in frontier(points, c)] for c in costs}},
                       f, indent=2)
-        plot_frontier(points, os.path.join(tmp, "pareto.png"), accuracy=ACCURACY, costs=COSTS)
+        write_comparison_csv(rows, os.path.join(tmp, "comparison.csv"))
+        plot_frontier(points, os.path.join(tmp, "pareto.png"), accuracy=ACCURACY, costs=costs)
         client.log_artifacts(parent_run_id, tmp, artifact_path="pareto")
+    columns = [c for c in COMPARISON_COLUMNS if any(c in r for r in rows)]
+    client.log_table(parent_run_id, {c: [r.get(c, "") for r in rows] for c in columns}, "pareto/comparison.json")
     best = max(points, key=lambda p: p[ACCURACY])
     client.log_metric(parent_run_id, "best_1clip_top1", best[ACCURACY])
     client.set_tag(parent_run_id, "best_trial", best["label"])

@@ -7,8 +7,8 @@
       aq.budget: {grid: [0.25, 0.5]}
       model.name: {grid: [rubiksnet-nano, rubiksnet-micro]}
       optim.lr: {loguniform: [0.001, 0.01]}
-    extra_trials:                        # fixed points run besides the grid (kind: rubiksnet | baseline)
-      - {name: per-frame, kind: baseline, set: {model.temporal_shift: false}}
+    extra_trials:                        # fixed points run besides the grid
+      - {name: per-frame, set: {model.temporal_shift: false}}   # kind (family): from the config, or given
     num_samples: 1                       # repeats of the grid (random keys re-drawn each time)
     max_concurrent_trials: 2
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
@@ -79,9 +79,21 @@ class Distribution(_Strict):
         return list(getattr(self, self.kind))
 
 
+FAMILIES = ("rubiksnet", "tsm", "per-frame", "baseline")
+
+
+def family(cfg: TrainConfig) -> str:
+    """The family a trial's point belongs to on the Pareto plot: per-frame (temporal shift off,
+    either architecture), tsm, or rubiksnet."""
+    if not cfg.model.temporal_shift:
+        return "per-frame"
+    return "tsm" if cfg.model.name.lower().startswith("tsm-") else "rubiksnet"
+
+
 class ExtraTrial(_Strict):
     name: str
-    kind: Literal["rubiksnet", "baseline"] = "baseline"  # baselines are marked apart on the Pareto plot
+    # the point's family on the Pareto plot; unset: from its config (`family`). "baseline": any other reference
+    kind: Literal["rubiksnet", "tsm", "per-frame", "baseline"] | None = None
     set: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -107,8 +119,8 @@ class SearchSpace(_Strict):
         """One override dict per trial point: the grid's cartesian product, then the extra trials."""
         keys = [k for k, d in self.search.items() if d.kind == "grid"]
         combos = itertools.product(*(self.search[k].grid for k in keys))
-        points = [{"label": _label(dict(zip(keys, c))), "baseline": False, "set": dict(zip(keys, c))} for c in combos]
-        points += [{"label": e.name, "baseline": e.kind == "baseline", "set": dict(e.set)} for e in self.extra_trials]
+        points = [{"label": _label(dict(zip(keys, c))), "kind": None, "set": dict(zip(keys, c))} for c in combos]
+        points += [{"label": e.name, "kind": e.kind, "set": dict(e.set)} for e in self.extra_trials]
         return points
 
     def random_keys(self) -> dict[str, Distribution]:
@@ -129,6 +141,10 @@ class LoadedSpace:
 
     def trial_config(self, overrides: dict[str, Any]) -> TrainConfig:
         return validate(apply_overrides(self.base_raw, {**self.space.set, **overrides}), f"{self.path} trial")
+
+    def point_kind(self, point: dict[str, Any]) -> str:
+        """A grid point's family: the one its extra trial names, else the one its config gives."""
+        return point.get("kind") or family(self.trial_config(point["set"]))
 
     def param_space(self) -> dict:
         """Tune's param space: {"point": grid over trial points, "<key>": sampled distribution, ...}."""

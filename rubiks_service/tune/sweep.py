@@ -51,8 +51,7 @@ def _trial(config: dict, loaded: LoadedSpace, where: dict) -> None:
     cfg = loaded.trial_config({**point["set"], **config.get("sampled", {})})
     cfg = cfg.model_copy(update={"storage_path": where["storage"], "experiment": where["experiment"]})
     trial_name = tune.get_context().get_trial_name()
-    tags = {"rubiks.trial": trial_name, "rubiks.label": point["label"],
-            "rubiks.kind": "baseline" if point["baseline"] else "rubiksnet"}
+    tags = {"rubiks.trial": trial_name, "rubiks.label": point["label"], "rubiks.kind": loaded.point_kind(point)}
     summary = run_tracked_training(cfg, where["tracking_uri"], parent_run_id=where["parent"],
                                    extra_callbacks=[TuneReportCallback()], run_name=f"{point['label']}-{trial_name}",
                                    tags=tags)

@@ -67,3 +67,60 @@ def test_synth_files(synth_dir):
     assert (synth_dir / "classes.txt").read_text().split() == list(CLASSES)
     first = lines[1].split(",")[0]
     assert num_frames(str(synth_dir / first)) == 12
+
+
+KNOBS = {"distractors": 2, "noise": 0.08, "motion": 0.5}
+
+
+def test_harder_knobs_keep_pairs_exact_time_reversals():
+    for first, second in zip(CLASSES[::2], CLASSES[1::2]):
+        x = render_video(first, np.random.default_rng(4), **KNOBS)
+        y = render_video(second, np.random.default_rng(4), **KNOBS)
+        assert np.array_equal(x[::-1], y), (first, second)
+    easy = render_video("move_left", np.random.default_rng(4))
+    hard = render_video("move_left", np.random.default_rng(4), **KNOBS)
+    assert easy.shape == hard.shape and not np.array_equal(easy, hard)
+
+
+def test_short_motion_rests_outside_its_window():
+    """motion=0.25 of 16 frames: the object moves in 4 frames and rests in the other 12 (no noise,
+    no distractors: resting frames are identical)."""
+    for label in ("move_left", "approach", "fade_in"):
+        v = render_video(label, np.random.default_rng(7), motion=0.25).astype(int)
+        changes = [int(np.abs(v[i + 1] - v[i]).sum() > 0) for i in range(15)]
+        assert sum(changes) == 3, (label, changes)
+        full = render_video(label, np.random.default_rng(7)).astype(int)
+        assert all(np.abs(full[i + 1] - full[i]).sum() > 0 for i in range(15))
+
+
+def test_distractors_move_and_noise_is_fresh_each_frame():
+    still = render_video("fade_in", np.random.default_rng(2), motion=0.125, distractors=0)
+    busy = render_video("fade_in", np.random.default_rng(2), motion=0.125, distractors=3)
+    # outside the fade window the object rests: frames change only where discs move
+    assert np.array_equal(still[0], still[1]) and not np.array_equal(busy[0], busy[1])
+    noisy = render_video("fade_in", np.random.default_rng(2), motion=0.125, noise=0.1).astype(int)
+    assert 10 < np.abs(noisy[1] - noisy[0]).mean() < 40  # fresh noise: resting frames differ everywhere
+
+
+@pytest.mark.parametrize("field, value", [("noise", 1.5), ("motion", 0.0), ("distractors", -1), ("num_frames", 1)])
+def test_bad_knobs(field, value):
+    from rubiks_service.data.synth import SynthConfig
+
+    with pytest.raises(ValueError, match=field):
+        SynthConfig(**{field: value})
+
+
+def test_cli_synth_knobs_and_a_bad_one(tmp_path, capsys):
+    import json
+
+    from rubiks_service.cli import main
+
+    assert main(["data", "synth", str(tmp_path / "d"), "--train-per-class", "1", "--val-per-class", "1",
+                 "--frames", "8", "--size", "32", "--distractors", "1", "--noise", "0.05", "--motion", "0.5",
+                 "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    written = json.load(open(paths["config"]))
+    assert (written["distractors"], written["noise"], written["motion"], written["num_frames"]) == (1, 0.05, 0.5, 8)
+    assert main(["data", "synth", str(tmp_path / "e"), "--motion", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "motion" in err[0]

@@ -55,3 +55,66 @@ def test_sweep_bookkeeping(client):
     assert latest_sweep(client, "exp").info.run_id == parent
     statuses = {r.info.run_name: r.info.status for r in client.search_runs([run.info.experiment_id])}
     assert statuses["broken"] == "FAILED"
+
+
+def _family_sweep(client, with_latency=True):
+    """A parent run with children of three families, tagged and logged as sweep trials are."""
+    trials = (  # label, kind, model, acc, gmacs, latency
+        ("rn-nano", "rubiksnet", "rubiksnet-nano", 0.60, 0.011, 3.0), ("rn-micro", "rubiksnet", "rubiksnet-micro", 0.70, 0.025, 6.0),
+        ("rn-bad", "rubiksnet", "rubiksnet-micro", 0.50, 0.026, 6.5),
+        ("tsm-nano", "tsm", "tsm-nano", 0.55, 0.0108, 1.0), ("tsm-micro", "tsm", "tsm-micro", 0.62, 0.026, 2.0),
+        ("pf", "per-frame", "rubiksnet-nano", 0.14, 0.010, 2.5),
+    )
+    with tracked_run(client, "fam", "sweep", tags={PARENT_TAG: "parent"}) as parent:
+        for label, kind, model, acc, gmacs, latency in trials:
+            with tracked_run(client, "fam", label, parent_run_id=parent,
+                             tags={"rubiks.label": label, "rubiks.kind": kind}) as rid:
+                client.log_param(rid, "model.name", model)
+                client.log_param(rid, "aq.budget", "0.5")
+                metrics = {"1clip_top1": acc, "gmacs": gmacs, "mparams": gmacs * 10}
+                if with_latency and label != "rn-bad":  # latency may be missing on some trials
+                    metrics["latency_ms"] = latency
+                log_metrics(client, rid, metrics)
+        points = sweep_points(client, "fam", parent)
+        png = log_frontier(client, parent, points)
+    return parent, points, png
+
+
+def test_comparison_table_by_family_with_each_frontier(client, tmp_path):
+    import csv
+
+    from rubiks_service.tracking.sweep_results import comparison_rows, present_costs
+
+    parent, points, _ = _family_sweep(client)
+    assert present_costs(points) == ("gmacs", "latency_ms", "mparams")
+    rows = {r["label"]: r for r in comparison_rows(points)}
+    assert [r["kind"] for r in comparison_rows(points)] == ["rubiksnet"] * 3 + ["tsm"] * 2 + ["per-frame"]
+    # each family's own frontier: tsm-micro is dominated overall (rn-micro) but is on TSM's frontier
+    assert rows["tsm-micro"]["frontier_gmacs"] is True and rows["rn-bad"]["frontier_gmacs"] is False
+    assert rows["rn-nano"]["frontier_gmacs"] and rows["rn-micro"]["frontier_gmacs"] and rows["pf"]["frontier_gmacs"]
+    assert rows["rn-bad"]["frontier_latency_ms"] == "" and rows["rn-micro"]["frontier_latency_ms"] is True
+    assert rows["rn-nano"]["budget"] == "0.5"
+    with open(client.download_artifacts(parent, "pareto/comparison.csv", str(tmp_path))) as f:
+        table = list(csv.DictReader(f))
+    assert [r["label"] for r in table] == [r["label"] for r in comparison_rows(points)]
+    assert table[0]["kind"] == "rubiksnet" and float(table[0]["1clip_top1"]) == 0.60
+    assert {"latency_ms", "frontier_latency_ms", "gmacs"} <= set(table[0])
+    # the same table as an MLflow table (the UI's artifact view / mlflow.load_table)
+    logged = client.download_artifacts(parent, "pareto/comparison.json", str(tmp_path))
+    import json
+
+    body = json.load(open(logged))
+    assert body["columns"][:2] == ["label", "kind"] and len(body["data"]) == 6
+    arts = {a.path for a in client.list_artifacts(parent, "pareto")}
+    assert {"pareto/pareto_latency_ms.txt", "pareto/pareto_gmacs.txt", "pareto/pareto.png"} <= arts
+
+
+def test_plot_has_one_colour_per_family(client, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    parent, points, _ = _family_sweep(client, with_latency=False)
+    assert "pareto/pareto_latency_ms.txt" not in {a.path for a in client.list_artifacts(parent, "pareto")}
+    img = np.asarray(Image.open(client.download_artifacts(parent, "pareto/pareto.png", str(tmp_path))).convert("RGB"))
+    for rgb in ((31, 119, 180), (255, 127, 14), (127, 127, 127)):  # tab:blue, tab:orange, tab:gray
+        assert (np.abs(img.astype(int) - rgb).sum(axis=-1) < 10).sum() > 50, rgb
