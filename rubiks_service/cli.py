@@ -60,8 +60,10 @@ def _profile(args: argparse.Namespace) -> int:
     print("  per stage:               MACs         params")
     for stage, row in prof.stages.items():
         print(f"    {stage:<10}{row['macs']:>17,}{row['params']:>15,}")
-    if prof.latency_ms is not None:
-        print(f"  latency           {prof.latency_ms:>11.2f} ms  ({prof.device}, batch 1)")
+    if prof.latency is not None:
+        lat = prof.latency
+        print(f"  latency           {lat['latency_ms']:>11.2f} ms  (min of {lat['repeats']}, median "
+              f"{lat['median_ms']:.2f}; inference form, {lat['device']}, batch {lat['batch']}, {lat['threads']} threads)")
     return 0
 
 
@@ -224,13 +226,19 @@ def _pareto(args: argparse.Namespace) -> int:
         return 1
     exp_name = client.get_experiment(parent.info.experiment_id).name
     points = sweep_points(client, exp_name, parent.info.run_id)
-    front = frontier(points, args.cost)
+    cost = {"latency": "latency_ms"}.get(args.cost, args.cost)
+    if points and not any(cost in p for p in points):
+        print(f"rubiks pareto: no trial of sweep {parent.info.run_id} logged {cost} (measured by trials since "
+              "latency became a cost)", file=sys.stderr)
+        return 1
+    front = frontier([p for p in points if cost in p], cost)
     if args.json:
-        print(json.dumps({"parent_run_id": parent.info.run_id, "cost": args.cost, "frontier": front,
+        print(json.dumps({"parent_run_id": parent.info.run_id, "cost": cost, "frontier": front,
                           "points": points}, indent=2))
     else:
         print(f"sweep {parent.info.run_name!r} ({parent.info.run_id}): {len(points)} finished trials")
-        print(format_table(front, TABLE_COLUMNS))
+        columns = TABLE_COLUMNS if cost in TABLE_COLUMNS else (*TABLE_COLUMNS[:-1], cost, TABLE_COLUMNS[-1])
+        print(format_table(front, columns))
     return 0
 
 
@@ -267,9 +275,12 @@ def _eval(args: argparse.Namespace) -> int:
     if args.data_root:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_root": args.data_root})})
     _init_ray(args.address)
+    from rubiks_service.models.inference import inference_model
+
+    fast = inference_model(model)  # the trained model's logits: BN folded, RS-AQ as integer shifts
     results = {}
     for protocol in args.protocol or cfg.eval_protocols:
-        results.update(evaluate(model, cfg, classes, protocol, manifest=args.data))
+        results.update(evaluate(fast, cfg, classes, protocol, manifest=args.data))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -344,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--size", type=int, default=224)
     prof.add_argument("--variant", choices=["rs", "rs-q", "rs-aq"], help="RubiksNet variant (default rs)")
     prof.add_argument("--convert", action="store_true", help="hard-max convert AQ shifts first (inference cost)")
-    prof.add_argument("--latency", action="store_true", help="also time the forward pass (batch 1)")
+    prof.add_argument("--latency", action="store_true",
+                      help="also time the inference form (models.profile.measure_latency: batch 1, 2 threads)")
     prof.add_argument("--device", help="device for --latency (default: cuda if available)")
     prof.add_argument("--json", action="store_true", help="print JSON")
     prof.set_defaults(func=_profile)
@@ -369,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     pareto = sub.add_parser("pareto", help="the accuracy-vs-cost Pareto frontier of a sweep")
     pareto.add_argument("--experiment", default="rubiks", help="MLflow experiment (its latest sweep is shown)")
     pareto.add_argument("--run", help="a sweep's parent run id (instead of the latest)")
-    pareto.add_argument("--cost", choices=["gmacs", "mparams"], default="gmacs")
+    pareto.add_argument("--cost", choices=["gmacs", "mparams", "latency"], default="gmacs",
+                        help="latency: the trials' measured CPU latency (models.profile.measure_latency)")
     _add_tracking_args(pareto)
     pareto.add_argument("--json", action="store_true")
     pareto.set_defaults(func=_pareto)

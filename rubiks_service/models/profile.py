@@ -18,6 +18,13 @@ With these, conv+FC MACs of RubiksNet tiny/small/medium/large are 3.695G /
 
 `params` counts every parameter; `inference_params` leaves out the AQ attention
 weights, which hard-max conversion discards (how the release reports AQ models).
+
+Latency (`measure_latency`, the one standard measurement): the model's inference
+form (`models.inference`), fp32 clips of `frames` x `size`^2 at batch `batch`
+(default 1), `threads` intra-op threads (default 2, restored afterwards), under
+torch.inference_mode: `warmup` untimed calls, then `repeats` timed calls; the
+figure is the minimum (the least disturbed run on a shared machine), the median
+is reported beside it.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ from torch import nn
 from rubiks_service.ops import RubiksShift2d, RubiksShift3d
 from rubiks_service.ops.attention_shift import TemporalAttentionShift
 
+from .inference import inference_model
 from .rubiksnet import SqueezeExcite
 
 
@@ -47,6 +55,7 @@ class ModelProfile:
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     latency_ms: float | None = None
     device: str | None = None
+    latency: dict | None = None  # measure_latency's record (setup, min, median)
 
     @property
     def gmacs(self) -> float:
@@ -102,7 +111,7 @@ def profile_model(
     warmup: int = 2,
     repeats: int = 5,
 ) -> ModelProfile:
-    """Count params and MACs for one clip (N=1); optionally time the forward pass."""
+    """Count params and MACs for one clip (N=1); optionally time the inference form (measure_latency)."""
     device = torch.device(device)
     was_training = model.training
     model = model.to(device).eval()
@@ -126,9 +135,7 @@ def profile_model(
     for p_name, p in model.named_parameters():
         by_stage[_stage(p_name)]["params"] += p.numel()
     params, inference_params = count_params(model)
-    latency_ms = None
-    if latency:
-        latency_ms = _time_forward(model, clip, warmup, repeats)
+    timing = measure_latency(model, frames, size, warmup=warmup, repeats=repeats, device=device) if latency else None
     model.train(was_training)
     num_classes = next((m.out_features for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), 0)
     return ModelProfile(
@@ -141,8 +148,9 @@ def profile_model(
         macs=sum(by_kind.values()),
         macs_by_kind=dict(by_kind),
         stages={k: by_stage[k] for k in sorted(by_stage, key=_stage_order)},
-        latency_ms=latency_ms,
+        latency_ms=timing["latency_ms"] if timing else None,
         device=str(device) if latency else None,
+        latency=timing,
     )
 
 
@@ -150,16 +158,47 @@ def _stage_order(stage: str) -> tuple[int, str]:
     return (0, "") if stage == "stem" else (2, "") if stage == "head" else (1, stage)
 
 
-def _time_forward(model: nn.Module, clip: torch.Tensor, warmup: int, repeats: int) -> float:
-    sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
-    with torch.no_grad():
-        for _ in range(warmup):
-            model(clip)
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(clip)
+LATENCY_THREADS = 2  # the development machine's cores; fixed so figures compare across runs
+
+
+def measure_latency(
+    model: nn.Module,
+    frames: int = 8,
+    size: int = 224,
+    *,
+    batch: int = 1,
+    threads: int = LATENCY_THREADS,
+    warmup: int = 2,
+    repeats: int = 5,
+    device: str | torch.device = "cpu",
+    inference_form: bool = True,
+) -> dict:
+    """The standard latency of a video model (see the module docstring): milliseconds per call on
+    `batch` clips. `model` is not modified (the inference form is a copy)."""
+    if batch < 1 or threads < 1 or warmup < 0 or repeats < 1:
+        raise ValueError(f"measure_latency: need batch, threads, repeats >= 1 and warmup >= 0, got "
+                         f"batch={batch} threads={threads} warmup={warmup} repeats={repeats}")
+    device = torch.device(device)
+    timed = inference_model(model) if inference_form else model
+    timed = timed.to(device).eval()
+    clip = torch.randn(batch, frames, 3, size, size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                timed(clip)
             sync()
-            times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                timed(clip)
+                sync()
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    times.sort()
+    return {"latency_ms": 1e3 * times[0], "median_ms": 1e3 * times[len(times) // 2], "batch": batch,
+            "frames": frames, "size": size, "threads": threads, "warmup": warmup, "repeats": repeats,
+            "device": str(device), "form": "inference" if inference_form else "as given"}

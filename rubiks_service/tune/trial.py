@@ -8,7 +8,7 @@ import os
 import tempfile
 
 from rubiks_service.models import RubiksNet
-from rubiks_service.models.profile import profile_model
+from rubiks_service.models.profile import measure_latency, profile_model
 from rubiks_service.ops.attention_shift import attention_shift_layers, realised_budget
 from rubiks_service.tracking.mlflow_model import log_trained_model
 from rubiks_service.tracking.mlflow_store import log_metrics, log_params, make_client, tracked_run
@@ -45,6 +45,10 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         prof = profile_model(model, name=cfg.model.name, frames=cfg.data.segments, size=cfg.data.crop_size)
         summary.update({"params": prof.inference_params, "macs": prof.macs,
                         "gmacs": prof.macs / 1e9, "mparams": prof.inference_params / 1e6})
+        # the standard CPU latency of the inference form at the trial's own input size; few repeats, the
+        # minimum is the figure (trials share the machine), so it costs the trial a second or two
+        summary["latency_ms"] = measure_latency(model, cfg.data.segments, cfg.data.crop_size, warmup=1,
+                                                repeats=3)["latency_ms"]
         # val_* were logged per epoch while training ran; the rest are end-of-run figures
         log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and not k.startswith("val_")})
         client.log_artifact(run_id, outcome.checkpoint_path, artifact_path="checkpoint")

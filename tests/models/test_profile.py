@@ -40,6 +40,23 @@ def test_aq_inference_params_exclude_attention():
 def test_latency_is_measured():
     prof = profile_model(build_model("tiny", num_frames=2), frames=2, size=32, latency=True, repeats=2)
     assert prof.latency_ms is not None and prof.latency_ms > 0
+    assert prof.latency["form"] == "inference" and prof.latency["repeats"] == 2
+
+
+def test_measure_latency_standard_record_and_leaves_model_alone():
+    import torch
+
+    from rubiks_service.models.profile import LATENCY_THREADS, measure_latency
+
+    model = build_model("nano", variant="rs-aq", num_classes=4, num_frames=4).train()
+    before = torch.get_num_threads()
+    rec = measure_latency(model, frames=4, size=32, batch=2, warmup=1, repeats=3)
+    assert torch.get_num_threads() == before
+    assert rec["threads"] == LATENCY_THREADS and rec["batch"] == 2 and rec["frames"] == 4 and rec["size"] == 32
+    assert 0 < rec["latency_ms"] <= rec["median_ms"]
+    assert model.training and not any(layer.converted for layer in attention_shift_layers(model))
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(model, frames=4, size=32, repeats=0)
 
 
 def test_cli_json(capsys):

@@ -38,12 +38,13 @@ def test_two_trial_sweep_parent_child_runs_and_pareto(tmp_path, colour_data, cap
     for child in children:
         history = client.get_metric_history(child.info.run_id, "val_top1")
         assert [m.step for m in history] == [1]  # per-epoch metrics arrived while training ran
-        assert {"1clip_top1", "gmacs", "mparams"} <= set(child.data.metrics)
+        assert {"1clip_top1", "gmacs", "mparams", "latency_ms"} <= set(child.data.metrics)
+        assert child.data.metrics["latency_ms"] > 0  # the inference form's standard CPU latency
         assert child.data.params["model.name"] == "rubiksnet-nano"
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")}
         assert artifacts == {"checkpoint/checkpoint.pt"}
     pareto = {a.path for a in client.list_artifacts(outcome.parent_run_id, "pareto")}
-    assert {"pareto/pareto.png", "pareto/pareto.json", "pareto/pareto_gmacs.txt"} <= pareto
+    assert {"pareto/pareto.png", "pareto/pareto.json", "pareto/pareto_gmacs.txt", "pareto/pareto_latency_ms.txt"} <= pareto
     # the per-frame baseline costs the 2D shift of the same tier
     assert len(outcome.points) == 2
 
@@ -51,6 +52,10 @@ def test_two_trial_sweep_parent_child_runs_and_pareto(tmp_path, colour_data, cap
     assert cli_main(["pareto", "--experiment", "tests", "--tracking-uri", uri, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["parent_run_id"] == outcome.parent_run_id and printed["frontier"]
+    assert cli_main(["pareto", "--experiment", "tests", "--tracking-uri", uri, "--cost", "latency", "--json"]) == 0
+    by_latency = json.loads(capsys.readouterr().out)
+    assert by_latency["cost"] == "latency_ms" and by_latency["frontier"]
+    assert all("latency_ms" in p for p in by_latency["points"])
 
     # every trial logged its MLflow model; the frontier became a registered model with two aliases
     for child in children:
