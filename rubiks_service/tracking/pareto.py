@@ -21,6 +21,8 @@ def pareto_front(points: Sequence[dict], *, accuracy: str, cost: str) -> list[di
 
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     def fmt(v):
+        if isinstance(v, bool):
+            return "yes" if v else "no"
         if isinstance(v, float):
             return f"{v:.4f}" if abs(v) < 100 else f"{v:,.0f}"
         if isinstance(v, int):

@@ -78,13 +78,25 @@ def comparison_rows(points: list[dict]) -> list[dict]:
             on_front[cost] = on_front.get(cost, set()) | {p["run_id"] for p in frontier(family, cost)}
     rows = []
     for p in points:
-        row = {"label": p["label"], "kind": p["kind"], "model": p["model"], **p.get("settings", {})}
+        row = {"label": p["label"], "kind": p["kind"], "model": p["model"], **_meaningful(p)}
         row.update({k: p[k] for k in COMPARISON_COLUMNS if k in p and k not in row})
         for cost in ("gmacs", *OPTIONAL_COSTS):
             row[f"frontier_{cost}"] = (p["run_id"] in on_front[cost]) if cost in p else ""
         rows.append(row)
     order = {k: i for i, k in enumerate(("rubiksnet", "tsm", "per-frame", "baseline"))}
     return sorted(rows, key=lambda r: (order.get(r["kind"], 9), r.get("gmacs", 0), r["label"]))
+
+
+def _meaningful(point: dict) -> dict:
+    """The settings that mean something for this trial: none of the shift ones for a TSM, the budget
+    only for RS-AQ (which has no λ, form or init of an interpolated temporal shift)."""
+    settings = dict(point.get("settings", {}))
+    shift_keys = ("variant", "budget", "lambda", "grad_norm_form", "normalize_grad", "shift_init", "fixed_shifts")
+    if point["model"].lower().startswith("tsm-"):
+        return {k: v for k, v in settings.items() if k not in shift_keys}
+    if settings.get("variant") == "rs-aq":
+        return {k: v for k, v in settings.items() if k not in shift_keys[2:]}
+    return {k: v for k, v in settings.items() if k != "budget"}
 
 
 def write_comparison_csv(rows: list[dict], path: str) -> str:

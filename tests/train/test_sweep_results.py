@@ -71,6 +71,7 @@ def _family_sweep(client, with_latency=True):
                              tags={"rubiks.label": label, "rubiks.kind": kind}) as rid:
                 client.log_param(rid, "model.name", model)
                 client.log_param(rid, "aq.budget", "0.5")
+                client.log_param(rid, "model.variant", "rs" if kind == "per-frame" else "rs-aq")
                 metrics = {"1clip_top1": acc, "gmacs": gmacs, "mparams": gmacs * 10}
                 if with_latency and label != "rn-bad":  # latency may be missing on some trials
                     metrics["latency_ms"] = latency
@@ -93,7 +94,9 @@ def test_comparison_table_by_family_with_each_frontier(client, tmp_path):
     assert rows["tsm-micro"]["frontier_gmacs"] is True and rows["rn-bad"]["frontier_gmacs"] is False
     assert rows["rn-nano"]["frontier_gmacs"] and rows["rn-micro"]["frontier_gmacs"] and rows["pf"]["frontier_gmacs"]
     assert rows["rn-bad"]["frontier_latency_ms"] == "" and rows["rn-micro"]["frontier_latency_ms"] is True
-    assert rows["rn-nano"]["budget"] == "0.5"
+    assert rows["rn-nano"]["budget"] == "0.5" and rows["rn-nano"]["variant"] == "rs-aq"
+    assert "budget" not in rows["tsm-nano"] and "variant" not in rows["tsm-nano"]  # no shift settings on a TSM
+    assert "budget" not in rows["pf"] and rows["pf"]["variant"] == "rs"  # B only means something for RS-AQ
     with open(client.download_artifacts(parent, "pareto/comparison.csv", str(tmp_path))) as f:
         table = list(csv.DictReader(f))
     assert [r["label"] for r in table] == [r["label"] for r in comparison_rows(points)]
