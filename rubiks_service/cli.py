@@ -21,12 +21,17 @@ def _info(args: argparse.Namespace) -> int:
         "kernels": {d: has_kernel(torch.device(d)) for d in ("cpu", "cuda")},
         "threads": torch.get_num_threads(),
     }
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            print(f"{key:>15}: {value}")
+    _emit(info, args.json, width=15)
     return 0
+
+
+def _emit(result: dict, as_json: bool, width: int = 18) -> None:
+    """A result dict as JSON (stdout holds only that) or as aligned `key: value` lines."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:>{width}}: {value}")
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -316,6 +321,33 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import os
+    import warnings
+
+    from rubiks_service.models.export import export_model
+
+    loaded = _resolve_model(args, "export")
+    if loaded is None:
+        return 2
+    frames, size = args.frames or loaded.segments, args.size or loaded.crop_size
+    if frames != loaded.segments:
+        print(f"rubiks export: the model is built for {loaded.segments} frames per clip, not {frames}", file=sys.stderr)
+        return 2
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        print(f"rubiks export: output folder does not exist: {folder}", file=sys.stderr)
+        return 2
+    print(f"[export] {loaded.source} -> {args.out} ({args.format}, {frames}x3x{size}x{size}, batch dynamic)",
+          file=sys.stderr, flush=True)
+    with warnings.catch_warnings():  # the exporters' deprecation chatter is not the user's business
+        warnings.simplefilter("ignore")
+        summary = export_model(loaded.model, args.out, args.format, frames=frames, size=size)
+    summary["model"] = loaded.source
+    _emit(summary, args.json)
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -404,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="evaluation views: 1clip (centre crop) or 2clip (2 clips x 3 crops, averaged)")
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=_predict)
+
+    exp = sub.add_parser("export", help="export a trained model to ONNX (standard operators) or pt2 (torch.export)")
+    _add_model_args(exp)
+    exp.add_argument("--format", choices=["onnx", "pt2"], required=True)
+    exp.add_argument("--out", required=True, help="file to write")
+    exp.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    exp.add_argument("--json", action="store_true")
+    exp.set_defaults(func=_export)
 
     ui = sub.add_parser("ui", help="the MLflow UI for the local store (127.0.0.1)")
     _add_tracking_args(ui)
