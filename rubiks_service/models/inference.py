@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rubiks_service.ops.attention_shift import attention_shift_layers
@@ -51,9 +52,15 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
+# Below this many pixels per frame the GEMM per frame is too thin (N = 49 at 7x7): oneDNN's conv,
+# which packs all frames into one GEMM, is faster there (measured on the 2-core EPYC, see README).
+GEMM_MIN_PIXELS = 196
+
+
 class Conv1x1(nn.Module):
     """A 1x1 convolution (optionally strided) of an NCHW tensor as one batched GEMM per call:
-    out[n] = W @ x[n] (+ bias) (+ residual, accumulated in place)."""
+    out[n] = W @ x[n] (+ bias) (+ residual, accumulated in place); frames smaller than
+    GEMM_MIN_PIXELS go through the library convolution instead."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -64,14 +71,18 @@ class Conv1x1(nn.Module):
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = ((size - 1) // s + 1 for size, s in zip(x.shape[2:], self.stride))
+        if h * w < GEMM_MIN_PIXELS:
+            out = F.conv2d(x, self.weight[:, :, None, None], self.bias, stride=self.stride)
+            return out if residual is None else residual.add_(out)
         if self.stride != (1, 1):
             x = x[:, :, :: self.stride[0], :: self.stride[1]]
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
         cols = x.reshape(n, c, h * w)
         weight = self.weight.expand(n, -1, -1)
         if residual is not None:
             # accumulate into the residual (the block owns it: the previous block's output or its shortcut)
-            acc = residual.view(n, -1, h * w) if residual.is_contiguous() else residual.reshape(n, -1, h * w).clone()
+            acc = residual.contiguous().view(n, -1, h * w)
             out = acc.baddbmm_(weight, cols)
             if self.bias is not None:
                 out.add_(self.bias.view(1, -1, 1))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from rubiks_service.models import TIERS, VARIANTS, build_model
+from rubiks_service.models import TIERS, TSM_NAMES, VARIANTS, build_model
 from rubiks_service.models.inference import fold_batchnorm, inference_model
 from rubiks_service.ops.attention_shift import attention_shift_layers, set_temperature
 
@@ -70,7 +70,7 @@ def test_rubiksnet_inference_form_matches(tier, variant):
     _check_parity(model, reference)
 
 
-@pytest.mark.parametrize("name", ["tsm-r18", "tsm-r34", "tsm-r50"])
+@pytest.mark.parametrize("name", TSM_NAMES)
 def test_tsm_inference_form_matches(name):
     model = _randomise(build_model(name, num_classes=CLASSES, num_frames=FRAMES)).train()
     _check_parity(model, copy.deepcopy(model), batch=1)
@@ -100,6 +100,20 @@ def test_fold_batchnorm_with_conv_bias_and_strides():
     x = torch.randn(3, 5, 9, 9)
     with torch.no_grad():
         torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_small_frames_take_the_library_conv_and_match():
+    """Frames under GEMM_MIN_PIXELS (7x7 in layer4 at 224^2) use F.conv2d; both paths, strided too."""
+    from rubiks_service.models.inference import GEMM_MIN_PIXELS, Conv1x1
+
+    for size, stride in ((7, 1), (16, 1), (28, 2), (13, 2)):
+        conv = nn.Conv2d(12, 20, 1, stride=stride, bias=True)
+        x, res = torch.randn(3, 12, size, size), torch.randn(3, 20, (size - 1) // stride + 1, (size - 1) // stride + 1)
+        fast = Conv1x1(conv)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), conv(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(fast(x, residual=res.clone()), conv(x) + res, rtol=1e-5, atol=1e-5)
+    assert 7 * 7 < GEMM_MIN_PIXELS <= 14 * 14
 
 
 def test_rejects_other_modules():
