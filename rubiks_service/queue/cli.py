@@ -166,6 +166,24 @@ def _logs(store, job, args) -> int:
         time.sleep(1.0)
 
 
+@_user_errors("jobs exec")
+def _exec(args) -> int:
+    """A queued job's command on the cluster: unpack the bundle the job carries in its environment
+    and run it with `rubiks train|sweep`, from a folder that lives as long as the job."""
+    import tempfile
+
+    from rubiks_service.cli import main
+    from rubiks_service.train.config import ConfigError
+
+    from .spec import BUNDLE_ENV, entry_path, write_bundle
+
+    if BUNDLE_ENV not in os.environ:
+        raise ConfigError(f"{BUNDLE_ENV} is not set: `jobs exec` runs inside a job started by the dispatcher")
+    with tempfile.TemporaryDirectory(prefix="rubiks-job-") as folder:
+        write_bundle(json.loads(os.environ[BUNDLE_ENV]), folder)
+        return main([args.kind, entry_path(args.kind, folder)])
+
+
 @_user_errors("serve")
 def _serve(args) -> int:
     store = _store(args)
@@ -214,6 +232,9 @@ def add_parsers(sub) -> None:
     _common(migrate)
     for p in (lst, migrate, *(jsub.choices[n] for n in ("status", "logs", "cancel"))):
         p.set_defaults(func=_jobs)
+    run = jsub.add_parser("exec", help="(on the cluster) run the bundle a queued job carries")
+    run.add_argument("kind", choices=["train", "sweep"])
+    run.set_defaults(func=_exec)
 
     serve = sub.add_parser("serve", help="run the dispatcher (queue -> Ray Jobs)")
     serve.add_argument("--address", help="Ray dashboard URL (default: start a local Ray instance)")

@@ -15,14 +15,14 @@ So a restart neither loses nor duplicates a job.
 """
 from __future__ import annotations
 
+import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 
 from rubiks_service.train.config import ConfigError
 
-from .spec import bundle_job, write_bundle
+from .spec import BUNDLE_ENV, bundle_job
 from .store import ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,11 @@ class Dispatcher:
         self._before_state_write = before_state_write  # test hook: crash between submit and state write
 
     # --- dispatch -------------------------------------------------------------------------
-    def _runtime_env(self, job: Job, working_dir: str) -> dict:
-        env = {"RUBIKS_JOB_ID": job.id, **self.env}
+    def _runtime_env(self, job: Job, bundle: dict[str, str]) -> dict:
+        env = {"RUBIKS_JOB_ID": job.id, **self.env, BUNDLE_ENV: json.dumps(bundle)}
         if self.tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        # Ray uploads the folder with the job: the job's command runs in it, on whatever node
-        return {"env_vars": env, "working_dir": working_dir}
+        return {"env_vars": env}
 
     def submit(self, job: Job) -> bool:
         attempt = job.attempts + 1
@@ -69,13 +68,11 @@ class Dispatcher:
             self.store.transition(job.id, [QUEUED], FAILED, error=f"cannot bundle the job: {exc}")
             return False
         try:
-            with tempfile.TemporaryDirectory(prefix="rubiks-job-") as folder:
-                write_bundle(bundle, folder)
-                self.client.submit_job(entrypoint=spec.entrypoint(self.launcher), submission_id=sid,
-                                       runtime_env=self._runtime_env(job, folder),
-                                       entrypoint_num_cpus=spec.resources.cpus or None,
-                                       entrypoint_num_gpus=spec.resources.gpus or None,
-                                       metadata={"rubiks_job": job.id, "name": job.name})
+            self.client.submit_job(entrypoint=spec.entrypoint(self.launcher), submission_id=sid,
+                                   runtime_env=self._runtime_env(job, bundle),
+                                   entrypoint_num_cpus=spec.resources.cpus or None,
+                                   entrypoint_num_gpus=spec.resources.gpus or None,
+                                   metadata={"rubiks_job": job.id, "name": job.name})
         except Exception as exc:  # noqa: BLE001 - Ray raises RuntimeError for HTTP errors
             if "already exists" not in str(exc):
                 log.warning("submitting %s failed: %s", job.id, exc)

@@ -9,13 +9,14 @@
     max_retries: 2                   # retries after infrastructure failures (not after the job's own errors)
 
 At submit the referenced config is validated and bundled (`bundle_job`): the job carries the
-resolved files it runs (a training config with the overrides applied, or a search space with
+resolved files it runs (stored with the job, shipped in its environment, unpacked by `rubiks jobs exec`) (a training config with the overrides applied, or a search space with
 its base config), so it runs on a cluster that never saw the submitting machine's folders, and
 an edit after submit changes nothing. Paths *inside* the configs (data manifests, videos,
 storage_path) are taken as absolute paths the cluster must see: shared storage is the user's.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Literal
@@ -44,9 +45,16 @@ class JobSpec(BaseModel):
     max_retries: int = Field(2, ge=0, le=20)
 
     def entrypoint(self, launcher: str = "rubiks") -> str:
-        """The command the Ray job runs, in the folder its bundle is unpacked to (Ray Jobs' working_dir).
+        """The command the Ray job runs: it unpacks the bundle it finds in BUNDLE_ENV and runs it.
         `launcher` is how the cluster runs the CLI: `rubiks`, or `<python> -m rubiks_service.cli`."""
-        return f"{launcher} {self.kind} {ENTRY_FILE[self.kind]}"
+        return f"{launcher} jobs exec {self.kind}"
+
+
+# The bundle travels in the job's environment (runtime_env env_vars), not as a Ray working_dir:
+# Ray garbage-collects a job's working_dir package while the job still runs in it once the
+# job's Tune/Train actors that shared it are gone (seen: the driver's cwd vanished mid-sweep).
+BUNDLE_ENV = "RUBIKS_JOB_BUNDLE"
+MAX_BUNDLE_BYTES = 100_000  # one environment string may hold 128 KiB on Linux
 
 
 # the file of a bundle that the job's command names; a sweep's space names its base as BASE_FILE
@@ -79,9 +87,11 @@ def bundle_job(spec: JobSpec) -> dict[str, str]:
         bundle = {ENTRY_FILE["sweep"]: _dump(space), BASE_FILE: _dump(loaded.base_raw)}
     else:
         bundle = {ENTRY_FILE["train"]: _dump(load_config(spec.config, spec.set).model_dump(mode="json"))}
+    if len(json.dumps(bundle)) > MAX_BUNDLE_BYTES:
+        raise ConfigError(f"job {spec.name!r}: its configs take more than {MAX_BUNDLE_BYTES} bytes")
     with tempfile.TemporaryDirectory() as tmp:  # the bundle alone must validate, as it will on the cluster
         write_bundle(bundle, tmp)
-        _load_entry(spec.kind, os.path.join(tmp, ENTRY_FILE[spec.kind]))
+        _load_entry(spec.kind, entry_path(spec.kind, tmp))
     return bundle
 
 
@@ -91,6 +101,10 @@ def write_bundle(bundle: dict[str, str], folder: str) -> None:
             raise ConfigError(f"job bundle: bad file name {name!r}")
         with open(os.path.join(folder, name), "w") as f:
             f.write(text)
+
+
+def entry_path(kind: str, folder: str) -> str:
+    return os.path.join(folder, ENTRY_FILE[kind])
 
 
 def _load_entry(kind: str, path: str) -> None:

@@ -56,7 +56,7 @@ def test_crash_between_submit_and_state_write_then_success(setup):
         raise CrashAfterSubmit()
 
     crashing = Dispatcher(store, client, launcher=LAUNCHER, tracking_uri=uri, before_state_write=crash)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     with pytest.raises(CrashAfterSubmit):  # a fresh cluster may answer "no available agent" for a while
         while time.time() < deadline:
             crashing.step()

@@ -20,9 +20,9 @@ def _spec(tmp_path, name="job", **fields):
 def test_spec_resolves_and_validates_its_config(tmp_path, train_yaml):
     spec = load_job_spec(_spec(tmp_path, set=["optim.epochs=2"]), priority=5)
     assert spec.config == train_yaml and spec.priority == 5
-    # the job runs the bundled config in the folder Ray unpacks it to
-    assert spec.entrypoint() == "rubiks train config.yaml"
-    assert spec.entrypoint("python -m rubiks_service.cli") == "python -m rubiks_service.cli train config.yaml"
+    # the job's command unpacks the bundle it carries and runs it
+    assert spec.entrypoint() == "rubiks jobs exec train"
+    assert spec.entrypoint("python -m rubiks_service.cli") == "python -m rubiks_service.cli jobs exec train"
 
 
 def test_a_job_carries_its_resolved_files(tmp_path, train_yaml):
@@ -56,7 +56,7 @@ def test_a_sweep_job_carries_its_space_and_base(tmp_path, train_yaml):
                                                     "optim.momentum": {"uniform": [0.8, 0.9]}}})
     spec = load_job_spec(write_yaml(tmp_path / "job.yaml", {"name": "s", "kind": "sweep", "config": "space.yaml"}))
     bundle = bundle_job(spec)
-    assert set(bundle) == {"space.yaml", "base.yaml"} and spec.entrypoint().endswith("sweep space.yaml")
+    assert set(bundle) == {"space.yaml", "base.yaml"} and spec.entrypoint().endswith("exec sweep")
     (tmp_path / "train.yaml").write_text("not: [valid")  # edited after submit: the job does not see it
     (tmp_path / "cluster").mkdir()
     write_bundle(bundle, str(tmp_path / "cluster"))
