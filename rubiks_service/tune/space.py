@@ -128,7 +128,8 @@ class SearchSpace(_Strict):
 
 
 def _label(values: dict[str, Any]) -> str:
-    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in values.items()) or "base"
+    # the model's name stands alone ("rubiksnet-nano,budget=0.5"); other keys as key=value
+    return ",".join(str(v) if k == "model.name" else f"{k.split('.')[-1]}={v}" for k, v in values.items()) or "base"
 
 
 class LoadedSpace:
