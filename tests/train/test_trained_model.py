@@ -112,6 +112,13 @@ def test_release_format_checkpoint_predicts_the_same(trained, colour_data, tmp_p
             for t in from_training["videos"][0]["top"]] == [(t["class"], t["probability"])
                                                             for t in from_release["videos"][0]["top"]]
 
+    # `rubiks eval` takes it too: the manifest's classes (same count), the input size given
+    proc = subprocess.run([sys.executable, "-m", "rubiks_service.cli", "eval", str(release), "--size", "24",
+                           "--data", colour_data["val"], "--protocol", "1clip", "--json"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["1clip_top1"] == pytest.approx(trained["summary"]["1clip_top1"])
+
 
 def test_mlflow_model_loads_in_a_fresh_process(trained, tmp_path):
     run_id = trained["summary"]["run_id"]
