@@ -47,8 +47,8 @@ COST_LABELS = {"gmacs": "GMACs per clip", "mparams": "parameters (M)", "latency_
 
 def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = "top1_1clip",
                   costs: Sequence[str] = ("gmacs", "mparams"), label: str = "label") -> str:
-    """One panel per cost: every trial in its family's colour, each family's frontier as a line in
-    that colour, and the frontier over all families as a thin dashed black line."""
+    """One panel per cost: every trial in its family's colour, each family's frontier ringed and joined
+    in that colour, and the frontier over all families as a thin dashed black line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,10 +64,9 @@ def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = "top1_1c
             pts = [p for p in have if p.get("kind", "baseline") == kind]
             ax.scatter([p[cost] for p in pts], [p[accuracy] for p in pts], marker=marker, color=color,
                        label=kind, zorder=3)
-            front = pareto_front(pts, accuracy=accuracy, cost=cost)
-            if len(front) > 1:
-                ax.plot([p[cost] for p in front], [p[accuracy] for p in front], "-", color=color, alpha=0.8,
-                        label=f"{kind} frontier")
+            front = pareto_front(pts, accuracy=accuracy, cost=cost)  # ringed, joined when more than one point
+            ax.plot([p[cost] for p in front], [p[accuracy] for p in front], "-", color=color, alpha=0.8,
+                    marker="o", markersize=11, markerfacecolor="none", label=f"{kind} frontier")
         overall = pareto_front(have, accuracy=accuracy, cost=cost)
         ax.plot([p[cost] for p in overall], [p[accuracy] for p in overall], "--", color="black", lw=0.8,
                 label="overall frontier")
