@@ -132,6 +132,7 @@ def test_good_space_expands_grid_and_extra_trials(tmp_path, base_yaml):
     points = loaded.space.grid_points()
     assert len(points) == 5 and points[-1]["label"] == "per-frame" and points[-1]["kind"] is None
     assert [loaded.point_kind(p) for p in points] == ["rubiksnet"] * 4 + ["per-frame"]  # family from the config
+    assert points[0]["label"] == "budget=0.25,rubiksnet-nano"  # the model's name stands alone in a label
     assert {p["set"]["aq.budget"] for p in points[:4]} == {0.25, 0.5}
     cfg = loaded.trial_config({**points[0]["set"], "optim.lr": 0.002})
     assert cfg.optim.lr == 0.002 and cfg.data.train_manifest.endswith("train.csv")
