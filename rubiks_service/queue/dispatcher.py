@@ -165,13 +165,12 @@ def mlflow_run_finder(tracking_uri: str) -> Callable[[str], str | None]:
     return find
 
 
-MODEL_URI_TAG = "rubiks.model_uri"  # set by a training run / sweep on the run that produced the model
-
-
 def mlflow_model_uri_reader(tracking_uri: str) -> Callable[[str], str | None]:
     """The model URI a job's top-level MLflow run recorded (its `rubiks.model_uri` tag), if any."""
     def read(run_id: str) -> str | None:
         from mlflow.tracking import MlflowClient
+
+        from rubiks_service.tracking.mlflow_model import MODEL_URI_TAG
 
         try:
             return MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.tags.get(MODEL_URI_TAG)

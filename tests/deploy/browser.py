@@ -21,7 +21,7 @@ def open_page(url: str, width: int = 1500, height: int = 900):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url, wait_until="networkidle", timeout=120_000)
+            page.goto(url, wait_until="load", timeout=120_000)  # the UI polls: never network-idle
             yield page
         finally:
             browser.close()

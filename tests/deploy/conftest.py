@@ -23,6 +23,8 @@ import pytest
 import requests
 import yaml
 
+from ..train.conftest import colour_data  # noqa: F401  (shared fixture: small real mp4 dataset)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BIN = os.path.dirname(sys.executable)  # mlflow, ray and rubiks of this environment

@@ -6,7 +6,6 @@ submits neither lose nor double a job; a SIGKILLed dispatcher restarts and the j
 once; the Jobs API refuses a call without the token; the MLflow UI shows it in a browser."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 from ..train.conftest import training_config, write_yaml
-from .conftest import ROOT, wait_for
+from .conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -114,6 +113,8 @@ def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(s
     client = MlflowClient(tracking_uri=stack.tracking_uri)
     parent = client.get_run(final["mlflow_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["rubiks.job_id"] == job_id
+    # the queue recorded the model the sweep registered (its frontier's best-accuracy alias)
+    assert final["model_uri"] and final["model_uri"] == parent.data.tags["rubiks.model_uri"]
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:"), parent.info.artifact_uri  # served, not a path
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -131,7 +132,8 @@ def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(s
     # nothing was written into the server's artifact folder by the client: it went over HTTP
     assert os.path.isdir(os.path.join(stack.runs, "mlflow-artifacts"))
     stack.sweep = {"experiment_id": parent.info.experiment_id, "parent": parent.info.run_id,
-                   "children": [c.info.run_name for c in children]}
+                   "children": [c.info.run_name for c in children],
+                   "accuracies": [c.data.metrics["1clip_top1"] for c in children]}
     restarted.stop()
 
 
@@ -143,17 +145,31 @@ def test_the_mlflow_ui_lists_the_sweep_in_a_browser(stack):
 
     from .browser import open_page
 
-    url = experiment_url(stack.tracking_uri, sweep["experiment_id"])
-    with open_page(url) as page:
+    # the link `rubiks ui` / `rubiks sweep` print: the training-runs table, not the GenAI view
+    with open_page(experiment_url(stack.tracking_uri, sweep["experiment_id"]), width=1600, height=700) as page:
+        page.get_by_text("stack-sweep").first.wait_for(timeout=120_000)
+        assistant = page.get_by_role("button", name="Close")
+        if assistant.count():
+            assistant.first.click()  # the assistant panel would hide the metric columns
+        # child runs are folded under their parent: unfold, then show the accuracy and cost columns
+        page.locator("button[data-component-id$='runnamecellrenderer.tsx_46']").first.click()
         for name in sweep["children"]:
             page.get_by_text(name, exact=False).first.wait_for(timeout=60_000)
+        page.get_by_role("button", name="Columns").click()
+        for metric in ("1clip_top1", "gmacs"):
+            page.get_by_text(metric, exact=True).first.click()
+        page.keyboard.press("Escape")
+        page.get_by_text("1clip_top1", exact=True).first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
         body = page.inner_text("body")
-        assert "1clip_top1" in body or "val_top1" in body, body[:2000]
+        for value in sweep["accuracies"]:  # each child's accuracy as the table shows it
+            assert f"{value:.4g}"[:4] in body, (value, body[-1500:])
         shot = os.environ.get("RUBIKS_UI_SCREENSHOT")
         if shot:
-            page.screenshot(path=shot, full_page=False)
-    artifact = f"{stack.tracking_uri}/get-artifact?path=pareto/pareto.png&run_uuid={sweep['parent']}"
-    with open_page(artifact) as page:
-        size = page.evaluate("() => { const i = document.querySelector('img'); "
-                             "return i ? [i.naturalWidth, i.naturalHeight] : [0, 0]; }")
-        assert size[0] > 100 and size[1] > 100, size
+            page.screenshot(path=shot)
+    # the parent run's Pareto plot, rendered by the UI's artifact viewer
+    artifact_page = (f"{stack.tracking_uri}/#/experiments/{sweep['experiment_id']}/runs/{sweep['parent']}"
+                     "/artifacts/pareto/pareto.png?workflowType=machine_learning")
+    with open_page(artifact_page) as page:
+        page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => !i.src.startsWith('data:')"
+                               " && i.complete && i.naturalWidth > 100 && i.naturalHeight > 100)", timeout=120_000)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rubiks_service.queue.dispatcher import Dispatcher, mlflow_run_finder
+from rubiks_service.queue.dispatcher import Dispatcher, mlflow_model_uri_reader, mlflow_run_finder
 from rubiks_service.queue.spec import load_job_spec
 from rubiks_service.queue.store import CANCELLED, FAILED, QUEUED, SUBMITTED, SUCCEEDED, JobStore
 
@@ -64,7 +64,8 @@ def test_crash_between_submit_and_state_write_then_success(setup):
     assert store.get(job.id).state == QUEUED  # the state write never happened...
     assert client.get_job_info(job.id) is not None  # ...but Ray has the job
 
-    restarted = Dispatcher(store, client, launcher=LAUNCHER, tracking_uri=uri, find_mlflow_run=mlflow_run_finder(uri))
+    restarted = Dispatcher(store, client, launcher=LAUNCHER, tracking_uri=uri, find_mlflow_run=mlflow_run_finder(uri),
+                           find_model_uri=mlflow_model_uri_reader(uri))
     restarted.step()  # resubmitting the same id is refused by Ray: recorded, not duplicated
     assert store.get(job.id).state in (SUBMITTED, "running", SUCCEEDED)
     assert sum(1 for j in client.list_jobs() if j.submission_id == job.id) == 1
@@ -77,6 +78,7 @@ def test_crash_between_submit_and_state_write_then_success(setup):
 
     run = MlflowClient(uri).get_run(done.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["rubiks.job_id"] == job.id
+    assert done.model_uri and done.model_uri == run.data.tags["rubiks.model_uri"]  # the queue knows the model
 
 
 def test_failing_job_is_not_retried_and_queued_job_cancels(setup, colour_data):
