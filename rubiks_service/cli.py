@@ -176,7 +176,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         for key, value in summary.items():
             print(f"{key:>20}: {value}")
-        print(f"\nbrowse: rubiks ui --tracking-uri {uri}")
+        print(f"\nbrowse: {_browse_hint(uri, cfg.storage_path, cfg.experiment)}")
     return 0
 
 
@@ -216,7 +216,20 @@ def _sweep(args: argparse.Namespace) -> int:
         reg = outcome.registered
         print(f"registered model {reg['name']!r}: versions {[v['version'] for v in reg['versions']]}, "
               f"aliases {reg['aliases']} (e.g. rubiks predict models:/{reg['name']}@best-accuracy VIDEO)")
+    print(f"\nbrowse: {_browse_hint(args.tracking_uri, space.trial_config({}).storage_path, outcome.experiment)}")
     return 0 if outcome.points else 1
+
+
+def _browse_hint(tracking_uri: str | None, storage_path: str, experiment: str) -> str:
+    """Where a user sees the runs: the server's training-runs view, or the `rubiks ui` command that opens it."""
+    import shlex
+
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, storage_path)
+    if uri.startswith(("http://", "https://")):
+        return _experiment_landing(uri, uri, experiment)
+    return f"rubiks ui --tracking-uri {shlex.quote(uri)} --experiment {shlex.quote(experiment)}"
 
 
 def _pareto(args: argparse.Namespace) -> int:
@@ -354,9 +367,34 @@ def _ui(args: argparse.Namespace) -> int:
     from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.storage_path)
+    server = uri if uri.startswith(("http://", "https://")) else f"http://{args.host}:{args.port}"
+    landing = _experiment_landing(uri, server, args.experiment)
+    if server == uri:  # an MLflow server already serves its UI: only say where to look
+        print(landing)
+        return 0
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI for {uri}: {landing} (Ctrl-C to stop)", flush=True)
     return subprocess.call(cmd)
+
+
+def _experiment_landing(uri: str, server: str, name: str | None) -> str:
+    """The training-runs view of experiment `name` (default: the most recently used one), else the UI root."""
+    from rubiks_service.tracking.mlflow_store import experiment_url, make_client
+
+    try:
+        client = make_client(uri)
+        if name:
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                return experiment_url(server, found.experiment_id)
+        else:
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+            if runs:
+                return experiment_url(server, runs[0].info.experiment_id)
+    except Exception:  # noqa: BLE001 - an empty or unreachable store still gets the UI root
+        pass
+    return server
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -449,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(ui)
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--experiment", help="land on this experiment's training runs (default: the latest used)")
     ui.set_defaults(func=_ui)
 
     from rubiks_service.queue.cli import add_parsers as add_queue_parsers
