@@ -1,0 +1,225 @@
+"""CPU benchmark of whole models: RubiksNet tiny/small/medium/large against TSM-R18/R34/R50.
+
+One process, a fixed thread count, fp32 clips of 8 frames at 224^2, models in
+eval mode under torch.no_grad(). For batch 1 and batch 8, every model is timed
+as built (`original`) and in its inference form (`rubiks_service.models.inference`),
+interleaved: each round runs every (model, form) once, so load on the machine
+hits all of them alike. Reported: min and median latency over the rounds, GMAC/s
+(MACs per clip from models/profile.py, the paper's convention, times the batch),
+and TSM/RubiksNet time ratios beside the MAC ratios. Then one training step
+(train mode, forward + backward + SGD step) at batch 8, also interleaved.
+
+    python bench/bench_models_cpu.py --out bench/results/models-cpu-$(date +%F)-<machine>.json
+    python bench/bench_models_cpu.py --quick --json          # fewer rounds, stdout holds only JSON
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from rubiks_service.models import build_model
+from rubiks_service.models.inference import inference_model
+from rubiks_service.models.profile import profile_model
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_shift_cpu import _cpu_model, emit_json  # noqa: E402
+
+RUBIKS = ("rubiksnet-tiny", "rubiksnet-small", "rubiksnet-medium", "rubiksnet-large")
+TSM = ("tsm-r18", "tsm-r34", "tsm-r50")
+# the issue's goals: time ratios TSM / RubiksNet at batch 1 (inference form) and for the training step
+GOALS = {"tsm-r18/rubiksnet-tiny@batch1": 3.0, "tsm-r50/rubiksnet-large@batch1": 2.0,
+         "tsm-r50/rubiksnet-large@train": 1.8}
+# (warm-up calls, timed rounds) per phase; batch 8 and training of the large models take seconds a call
+ROUNDS = {"full": {"batch1": (2, 7), "batch8": (1, 3), "train": (1, 2)},
+          "quick": {"batch1": (1, 3), "batch8": (1, 1), "train": (1, 1)}}
+
+
+def _lscpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return _cpu_model()
+    for line in out.splitlines():
+        if line.strip().startswith("Model name"):
+            return line.split(":", 1)[1].strip()
+    return _cpu_model()
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _interleaved(calls: dict[str, callable], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of every entry; each round calls every entry once, in order."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    times = {key: [] for key in calls}
+    for i in range(rounds):
+        for key, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+        _log(f"[bench]   round {i + 1}/{rounds} done")
+    return times
+
+
+def _summary(seconds: list[float], macs: int, batch: int) -> dict:
+    best, median = min(seconds), statistics.median(seconds)
+    return {"min_ms": round(best * 1e3, 2), "median_ms": round(median * 1e3, 2), "runs": len(seconds),
+            "gmacs_per_s": round(macs * batch / best / 1e9, 2)}
+
+
+def _ratios(rows: dict[str, dict], macs: dict[str, int], form: str) -> dict[str, dict]:
+    out = {}
+    for tsm in TSM:
+        for rubiks in RUBIKS:
+            if f"{tsm}/{form}" in rows and f"{rubiks}/{form}" in rows:
+                out[f"{tsm}/{rubiks}"] = {
+                    "time": round(rows[f"{tsm}/{form}"]["min_ms"] / rows[f"{rubiks}/{form}"]["min_ms"], 3),
+                    "macs": round(macs[tsm] / macs[rubiks], 3),
+                }
+    return out
+
+
+def _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds) -> dict:
+    clips = torch.randn(batch, frames, 3, size, size)
+    calls = {}
+    for name in models:
+        calls[f"{name}/original"] = lambda m=models[name]: m(clips)
+        calls[f"{name}/inference"] = lambda m=fast[name]: m(clips)
+    with torch.inference_mode():
+        times = _interleaved(calls, warmup, rounds)
+    rows = {key: _summary(t, macs[key.split("/")[0]], batch) for key, t in times.items()}
+    return {"latency": rows, "ratios": {form: _ratios(rows, macs, form) for form in ("original", "inference")}}
+
+
+def _train_phase(names, variant, macs, batch, frames, size, num_classes, warmup, rounds) -> dict:
+    clips = torch.randn(batch, frames, 3, size, size)
+    labels = torch.randint(0, num_classes, (batch,))
+    calls = {}
+    for name in names:
+        model = _build(name, variant, num_classes, frames).train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step(model=model, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(clips), labels).backward()
+            opt.step()
+        calls[f"{name}/train"] = step
+    times = _interleaved(calls, warmup, rounds)
+    rows = {key: _summary(t, 3 * macs[key.split("/")[0]], batch) for key, t in times.items()}  # fwd+bwd ~ 3x
+    return {"latency": rows, "ratios": _ratios(rows, macs, "train")}
+
+
+def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.Module:
+    kwargs = {"variant": variant} if name.startswith("rubiksnet") else {}
+    return build_model(name, num_classes=num_classes, num_frames=frames, **kwargs)
+
+
+def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: int = 8, size: int = 224,
+        num_classes: int = 174, batches=(1, 8), train_batch: int | None = 8, names=RUBIKS + TSM,
+        seed: int = 0) -> dict:
+    load_start = round(os.getloadavg()[0], 2)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    schedule = ROUNDS["quick" if quick else "full"]
+    models = {name: _build(name, variant, num_classes, frames).eval() for name in names}
+    fast = {name: inference_model(m) for name, m in models.items()}
+    macs = {name: profile_model(m, frames=frames, size=size).macs for name, m in models.items()}
+    result = {
+        "benchmark": "models_cpu",
+        "date": dt.date.today().isoformat(),
+        "machine": {"cpu": _lscpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
+        "setup": {"frames": frames, "size": size, "num_classes": num_classes, "dtype": "float32",
+                  "rubiksnet_variant": variant, "rounds": schedule, "interleaved": True,
+                  "timer": "time.perf_counter per call; min and median over rounds after warm-up",
+                  "gmacs_per_s": "MACs per clip (models/profile.py, original model) x batch / min time; "
+                                 "training step counts 3x the forward MACs"},
+        "gmacs": {name: round(m / 1e9, 3) for name, m in macs.items()},
+    }
+    for batch in batches:
+        warmup, rounds = schedule["batch1" if batch == 1 else "batch8"]
+        _log(f"[bench] inference batch {batch}: {warmup} warm-up + {rounds} rounds")
+        result[f"batch{batch}"] = _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds)
+    del models, fast
+    if train_batch:
+        warmup, rounds = schedule["train"]
+        _log(f"[bench] training step batch {train_batch}: {warmup} warm-up + {rounds} rounds")
+        result["train"] = {"batch": train_batch, **_train_phase(names, variant, macs, train_batch, frames, size,
+                                                                 num_classes, warmup, rounds)}
+    result["goals"] = _goals(result)
+    # the machine is shared: how busy it was (1-minute load average at the start and the end)
+    result["machine"]["load_average"] = {"start": load_start, "end": round(os.getloadavg()[0], 2)}
+    return result
+
+
+def _goals(result: dict) -> dict:
+    got = {}
+    b1 = result.get("batch1", {}).get("ratios", {}).get("inference", {})
+    for key, target in GOALS.items():
+        pair, where = key.split("@")
+        ratio = (result.get("train", {}).get("ratios", {}) if where == "train" else b1).get(pair, {}).get("time")
+        if ratio is not None:
+            got[key] = {"time_ratio": ratio, "target": target, "met": ratio >= target}
+    return got
+
+
+def _table(result: dict) -> str:
+    lines = [f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads, torch "
+             f"{result['machine']['torch']}, {result['setup']['frames']}x{result['setup']['size']}^2 fp32"]
+    for phase in [k for k in result if k.startswith("batch")] + (["train"] if "train" in result else []):
+        lines.append(f"\n{phase}: model/form            GMACs   min ms  median ms  GMAC/s")
+        for key, row in result[phase]["latency"].items():
+            lines.append(f"  {key:<28}{result['gmacs'][key.split('/')[0]]:>7.2f}{row['min_ms']:>9.1f}"
+                         f"{row['median_ms']:>11.1f}{row['gmacs_per_s']:>8.1f}")
+        ratios = result[phase]["ratios"]
+        for form, pairs in (ratios.items() if phase != "train" else [("train", ratios)]):
+            for pair, r in pairs.items():
+                lines.append(f"  {form:<10} {pair:<32} time {r['time']:>5.2f}x   MACs {r['macs']:>5.2f}x")
+    for key, g in result["goals"].items():
+        lines.append(f"goal {key}: {g['time_ratio']:.2f}x (target {g['target']}x) {'met' if g['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--variant", choices=["rs", "rs-q", "rs-aq"], default="rs", help="RubiksNet variant")
+    parser.add_argument("--models", nargs="+", choices=RUBIKS + TSM, default=list(RUBIKS + TSM))
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--train-batch", type=int, default=8, help="0: skip the training step")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or min(args.batches) < 1 or args.train_batch < 0:
+        print("bench_models_cpu: --threads and --batches must be >= 1, --train-batch >= 0", file=sys.stderr)
+        return 2
+    result = run(quick=args.quick, threads=args.threads, variant=args.variant, batches=tuple(args.batches),
+                 train_batch=args.train_batch, names=tuple(args.models))
+    if args.json:
+        emit_json(result, args.out)
+    else:
+        print(_table(result))
+        if args.out:
+            with open(os.devnull, "w") as devnull:
+                stdout, sys.stdout = sys.stdout, devnull
+                try:
+                    emit_json(result, args.out)
+                finally:
+                    sys.stdout = stdout
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
