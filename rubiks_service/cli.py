@@ -216,7 +216,7 @@ def _sweep(args: argparse.Namespace) -> int:
         reg = outcome.registered
         print(f"registered model {reg['name']!r}: versions {[v['version'] for v in reg['versions']]}, "
               f"aliases {reg['aliases']} (e.g. rubiks predict models:/{reg['name']}@best-accuracy VIDEO)")
-    print(f"\nbrowse: {_browse_hint(args.tracking_uri, space.trial_config({}).storage_path, outcome.experiment)}")
+    print(f"\nbrowse: {_browse_hint(args.tracking_uri, args.storage_path or space.trial_config({}).storage_path, outcome.experiment)}")
     return 0 if outcome.points else 1
 
 

@@ -28,10 +28,21 @@ def make_client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside its database (`<dir>/mlartifacts`): MLflow's own default
+    is ./mlruns under whatever folder the first run happened to start in. A server decides for itself."""
+    if tracking_uri.startswith("sqlite:///"):
+        return "file://" + os.path.join(os.path.dirname(os.path.abspath(tracking_uri.removeprefix("sqlite:///"))),
+                                        "mlartifacts")
+    return None
+
+
 def experiment_id(client, name: str, artifact_root: str | None = None) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
+    if artifact_root is None:
+        artifact_root = default_artifact_root(getattr(getattr(client, "_tracking_client", None), "tracking_uri", ""))
     return client.create_experiment(name, artifact_location=artifact_root)
 
 
