@@ -1,6 +1,6 @@
 # One image for every service of docker-compose.yml: the rubiks package with its compiled
 # extension (CPU + CUDA kernels), Ray, MLflow and the PostgreSQL driver. linux/amd64 only:
-# decord has no ARM wheel. Python: Ubuntu 24.04's own python3 (3.12; it has no python3.11
+# decord has no ARM wheel. Python: Ubuntu 24.04's own python3 (3.12; it packages no Python 3.11
 # package); wheels exist for cp312 of torch, ray 2.60, psycopg-binary, and decord's py3 wheel.
 # Not built on the development machines (no Docker engine): tests/deploy/test_stack.py runs the
 # same service commands as processes.
