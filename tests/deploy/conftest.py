@@ -143,6 +143,7 @@ class Stack:
                       "--port=6379": f"--port={self.ports['gcs']}",
                       "--dashboard-port=8265": f"--dashboard-port={self.ports['dashboard']}"}
         self.processes: dict[str, Process] = {}
+        self.ray_temp = tempfile.mkdtemp(prefix="rs-ray-")  # short: Ray's socket paths live under it
         self.pgdata = None
 
     # --- URLs a user of the deployment has ------------------------------------------------
@@ -206,7 +207,9 @@ class Stack:
         # two nodes on one machine need their own agent / client ports (the compose nodes are separate hosts)
         per_node = lambda: [f"--dashboard-agent-listen-port={free_port()}", "--node-ip-address=127.0.0.1",  # noqa: E731
                             f"--ray-client-server-port={free_port()}", "--num-cpus=2"]
-        proc = self._start("ray-head", [*head, *per_node()])
+        # its own temp dir: `ray start` writes the cluster's address to <temp>/ray_current_cluster, and
+        # Ray Jobs of any later local cluster under the default /tmp/ray would resolve "auto" to this one
+        proc = self._start("ray-head", [*head, *per_node(), f"--temp-dir={self.ray_temp}"])
         wait_for(lambda: requests.get(f"{self.dashboard}/api/version", headers=self.auth, timeout=5).ok,
                  "ray head dashboard", 180, proc)
         worker = service_command("ray-gpu-worker", self.hosts, self.runs)
@@ -245,6 +248,7 @@ class Stack:
                            capture_output=True)
         if os.environ.get("RUBIKS_KEEP_STACK") is None:
             shutil.rmtree(self.base, ignore_errors=True)
+            shutil.rmtree(self.ray_temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
