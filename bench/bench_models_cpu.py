@@ -21,6 +21,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -90,16 +91,38 @@ def _ratios(rows: dict[str, dict], macs: dict[str, int], form: str) -> dict[str,
     return out
 
 
-def _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds) -> dict:
+def _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort=None) -> dict:
     clips = torch.randn(batch, frames, 3, size, size)
     calls = {}
     for name in models:
         calls[f"{name}/original"] = lambda m=models[name]: m(clips)
         calls[f"{name}/inference"] = lambda m=fast[name]: m(clips)
+        if ort:  # the exported ONNX graph in onnxruntime, same input, same thread count
+            feed = {"clips": clips.numpy()}
+            calls[f"{name}/onnxruntime"] = lambda s=ort[name]: s.run(None, feed)
     with torch.inference_mode():
         times = _interleaved(calls, warmup, rounds)
     rows = {key: _summary(t, macs[key.split("/")[0]], batch) for key, t in times.items()}
-    return {"latency": rows, "ratios": {form: _ratios(rows, macs, form) for form in ("original", "inference")}}
+    forms = ("original", "inference") + (("onnxruntime",) if ort else ())
+    return {"latency": rows, "ratios": {form: _ratios(rows, macs, form) for form in forms}}
+
+
+def _onnx_sessions(models, frames, size, threads, folder) -> dict:
+    """One onnxruntime CPU session per model, from `rubiks export`'s ONNX graph (the export builds the
+    inference form itself, so it takes the trained model)."""
+    import onnxruntime
+
+    from rubiks_service.models.export import export_onnx
+
+    sessions = {}
+    for name, model in models.items():
+        path = os.path.join(folder, f"{name}.onnx")
+        _log(f"[bench] exporting {name} to ONNX")
+        export_onnx(model, path, frames=frames, size=size)
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        sessions[name] = onnxruntime.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return sessions
 
 
 def _train_phase(names, variant, macs, batch, frames, size, num_classes, warmup, rounds) -> dict:
@@ -127,7 +150,7 @@ def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.M
 
 def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: int = 8, size: int = 224,
         num_classes: int = 174, batches=(1, 8), train_batch: int | None = 8, names=RUBIKS + TSM,
-        seed: int = 0) -> dict:
+        seed: int = 0, onnxruntime: bool = False) -> dict:
     load_start = round(os.getloadavg()[0], 2)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -147,10 +170,13 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
                                  "training step counts 3x the forward MACs"},
         "gmacs": {name: round(m / 1e9, 3) for name, m in macs.items()},
     }
-    for batch in batches:
-        warmup, rounds = schedule["batch1" if batch == 1 else "batch8"]
-        _log(f"[bench] inference batch {batch}: {warmup} warm-up + {rounds} rounds")
-        result[f"batch{batch}"] = _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds)
+    with tempfile.TemporaryDirectory() as folder:
+        ort = _onnx_sessions(models, frames, size, threads, folder) if onnxruntime else None
+        for batch in batches:
+            warmup, rounds = schedule["batch1" if batch == 1 else "batch8"]
+            _log(f"[bench] inference batch {batch}: {warmup} warm-up + {rounds} rounds")
+            result[f"batch{batch}"] = _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort)
+        del ort
     del models, fast
     if train_batch:
         warmup, rounds = schedule["train"]
@@ -199,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", choices=RUBIKS + TSM, default=list(RUBIKS + TSM))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--train-batch", type=int, default=8, help="0: skip the training step")
+    parser.add_argument("--onnxruntime", action="store_true",
+                        help="also time each model's exported ONNX graph in onnxruntime (CPU)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -206,7 +234,7 @@ def main(argv=None) -> int:
         print("bench_models_cpu: --threads and --batches must be >= 1, --train-batch >= 0", file=sys.stderr)
         return 2
     result = run(quick=args.quick, threads=args.threads, variant=args.variant, batches=tuple(args.batches),
-                 train_batch=args.train_batch, names=tuple(args.models))
+                 train_batch=args.train_batch, names=tuple(args.models), onnxruntime=args.onnxruntime)
     if args.json:
         emit_json(result, args.out)
     else:
