@@ -78,10 +78,9 @@ def _dashboard(address: str | None) -> str:
 
 @_user_errors("submit")
 def _submit(args) -> int:
-    from .spec import bundle_job, load_job_spec
+    from .spec import load_job
 
-    spec = load_job_spec(args.spec, priority=args.priority)
-    bundle = bundle_job(spec)  # validated now; the job carries these files to the cluster
+    spec, bundle = load_job(args.spec, priority=args.priority)  # the job carries these files to the cluster
     store = _store(args)
     job = store.add(spec, bundle)
     if args.address:  # submit at once as well, if the concurrency limit allows

@@ -33,10 +33,14 @@ def _alembic_config():
     return cfg
 
 
-def head_revision() -> str:
+def _scripts():
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -64,12 +68,9 @@ def _migration_lock(engine: Engine):
         yield
 
 
-def _check_known(revision: str | None) -> None:
-    from alembic.script import ScriptDirectory
-
+def _check_known(scripts, revision: str | None) -> None:
     if revision is None:
         return
-    scripts = ScriptDirectory.from_config(_alembic_config())
     try:
         scripts.get_revision(revision)
     except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
@@ -79,16 +80,17 @@ def _check_known(revision: str | None) -> None:
 
 def upgrade(engine: Engine) -> str:
     """Bring the queue's tables to the newest revision; returns it. Cheap when already there."""
-    head = head_revision()
+    scripts = _scripts()  # read the migration files once per start
+    head = scripts.get_current_head()
     current = current_revision(engine)
-    _check_known(current)
+    _check_known(scripts, current)
     if current == head:
         return head
     from alembic import command
 
     with _migration_lock(engine):
         current = current_revision(engine)  # another process may have migrated while we waited
-        _check_known(current)
+        _check_known(scripts, current)
         if current != head:
             cfg = _alembic_config()
             with engine.begin() as conn:

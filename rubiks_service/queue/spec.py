@@ -62,12 +62,16 @@ ENTRY_FILE = {"train": "config.yaml", "sweep": "space.yaml"}
 BASE_FILE = "base.yaml"
 
 
-def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
+def load_job(path: str, priority: int | None = None) -> tuple[JobSpec, dict[str, str]]:
+    """Read a job spec and bundle what it runs (`bundle_job`): validated once, at submit."""
     spec = validate_as(JobSpec, read_yaml(path), path)
     spec = spec.model_copy(update={"config": os.path.normpath(beside(path, spec.config))}
                            | ({"priority": priority} if priority is not None else {}))
-    check_runnable(spec)
-    return spec
+    return spec, bundle_job(spec)
+
+
+def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
+    return load_job(path, priority)[0]
 
 
 def _dump(tree: dict) -> str:
@@ -77,21 +81,19 @@ def _dump(tree: dict) -> str:
 def bundle_job(spec: JobSpec) -> dict[str, str]:
     """Validate what the job runs and return it as files {name: YAML text}, self-contained: the
     overrides are applied, relative paths resolved, a sweep's base config included."""
+    if spec.kind == "sweep" and spec.set:
+        raise ConfigError(f"job {spec.name!r}: `set` applies to train jobs; put sweep overrides in the space's `set`")
+    loaded = _load(spec.kind, spec.config, spec.set)
     if spec.kind == "sweep":
-        from rubiks_service.tune.space import load_space
-
-        if spec.set:
-            raise ConfigError(f"job {spec.name!r}: `set` applies to train jobs; put sweep overrides in the space's `set`")
-        loaded = load_space(spec.config)
         space = loaded.space.model_dump(mode="json") | {"base": BASE_FILE}
         bundle = {ENTRY_FILE["sweep"]: _dump(space), BASE_FILE: _dump(loaded.base_raw)}
     else:
-        bundle = {ENTRY_FILE["train"]: _dump(load_config(spec.config, spec.set).model_dump(mode="json"))}
+        bundle = {ENTRY_FILE["train"]: _dump(loaded.model_dump(mode="json"))}
     if len(json.dumps(bundle)) > MAX_BUNDLE_BYTES:
         raise ConfigError(f"job {spec.name!r}: its configs take more than {MAX_BUNDLE_BYTES} bytes")
     with tempfile.TemporaryDirectory() as tmp:  # the bundle alone must validate, as it will on the cluster
         write_bundle(bundle, tmp)
-        _load_entry(spec.kind, entry_path(spec.kind, tmp))
+        _load(spec.kind, entry_path(spec.kind, tmp))
     return bundle
 
 
@@ -107,15 +109,10 @@ def entry_path(kind: str, folder: str) -> str:
     return os.path.join(folder, ENTRY_FILE[kind])
 
 
-def _load_entry(kind: str, path: str) -> None:
+def _load(kind: str, path: str, overrides: list[str] | None = None):
+    """The validated search space (sweep) or training config (train) at `path`."""
     if kind == "sweep":
         from rubiks_service.tune.space import load_space
 
-        load_space(path)
-    else:
-        load_config(path)
-
-
-def check_runnable(spec: JobSpec) -> None:
-    """Validate the training config or search space the job points at."""
-    bundle_job(spec)
+        return load_space(path)
+    return load_config(path, overrides)

@@ -215,10 +215,10 @@ def test_shipped_job_specs_are_runnable():
     import glob
     import os
 
-    from rubiks_service.queue.spec import check_runnable, load_job_spec
+    from rubiks_service.queue.spec import load_job
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     specs = glob.glob(os.path.join(root, "jobs", "*.yaml"))
     assert len(specs) >= 2
     for path in specs:
-        check_runnable(load_job_spec(path))
+        load_job(path)  # the spec, and the config or space it bundles, with the job's overrides
