@@ -193,7 +193,6 @@ class Stack:
                        check=True, capture_output=True)
         subprocess.run(_as_postgres([f"{PG_BIN}/createdb", "-h", self.pgdata, "-p", str(port), "-U", user, db]),
                        check=True, capture_output=True)
-        os.makedirs(self.logs, exist_ok=True)
 
     def start_mlflow(self) -> None:
         # one server process (.env's MLFLOW_WORKERS=1): on a loaded 2-core machine uvicorn's
