@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from ..train.conftest import colour_data  # noqa: F401  (shared fixture: small real mp4 dataset)
+from tests.helpers.training import colour_data  # noqa: F401  (shared fixture: small real mp4 dataset)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PG_BIN = "/usr/lib/postgresql/15/bin"

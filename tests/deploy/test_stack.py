@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from ..train.conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 from .conftest import wait_for
 
 pytestmark = pytest.mark.slow

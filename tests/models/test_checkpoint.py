@@ -8,7 +8,7 @@ import torch
 from rubiks_service.models import rubiksnet
 from rubiks_service.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-from .test_rubiksnet import SHAPES_FILE
+from tests.helpers.reference import SHAPES_FILE
 
 
 def test_round_trip_with_extras(tmp_path):

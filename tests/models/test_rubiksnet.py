@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from rubiks_service.models import MODEL_NAMES, build_model, rubiksnet
-
-SHAPES_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_state_dict_shapes.json")
+from tests.helpers.reference import SHAPES_FILE
 
 RELEASE_PARAMS = {"tiny": 1_898_760, "small": 3_597_366, "medium": 6_185_622, "large": 8_538_294}
 

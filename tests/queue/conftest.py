@@ -1,1 +1,1 @@
-from ..train.conftest import colour_data, ray_cluster  # noqa: F401  (shared fixtures)
+from tests.helpers.training import colour_data, ray_cluster  # noqa: F401  (shared fixtures)

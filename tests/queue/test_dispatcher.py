@@ -12,7 +12,7 @@ from rubiks_service.queue.dispatcher import Dispatcher, mlflow_model_uri_reader,
 from rubiks_service.queue.spec import load_job_spec
 from rubiks_service.queue.store import CANCELLED, FAILED, QUEUED, SUBMITTED, SUCCEEDED, JobStore
 
-from ..train.conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 LAUNCHER = f"{shlex.quote(sys.executable)} -m rubiks_service.cli"
 

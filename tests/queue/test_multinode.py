@@ -14,7 +14,7 @@ from rubiks_service.queue.store import FAILED, SUCCEEDED, JobStore
 from rubiks_service.tracking.mlflow_store import make_client
 from rubiks_service.tracking.sweep_results import child_runs
 
-from ..train.conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 
 @pytest.fixture

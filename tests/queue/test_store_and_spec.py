@@ -5,7 +5,7 @@ from rubiks_service.queue.spec import load_job_spec
 from rubiks_service.queue.store import CANCELLED, FAILED, QUEUED, RUNNING, SUBMITTED, JobStore, UnknownJob
 from rubiks_service.train.config import ConfigError
 
-from ..train.conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 from rubiks_service.train.config import ConfigError, load_config
 from rubiks_service.tune.space import load_space
 
-from .conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from rubiks_service.tracking.sweep_results import child_runs
 from rubiks_service.tune.space import load_space
 from rubiks_service.tune.sweep import run_sweep
 
-from .conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 
 @pytest.mark.usefixtures("ray_cluster")

@@ -20,7 +20,7 @@ from rubiks_service.train.loop import view_averaged_logits
 from rubiks_service.train.trainer import evaluate, load_checkpoint
 from rubiks_service.tune.trial import run_tracked_training
 
-from .conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

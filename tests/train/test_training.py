@@ -11,7 +11,7 @@ import pytest
 from rubiks_service.train.config import load_config
 from rubiks_service.train.trainer import evaluate, fit, load_checkpoint
 
-from .conftest import training_config, write_yaml
+from tests.helpers.training import training_config, write_yaml
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
