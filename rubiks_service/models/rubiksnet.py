@@ -28,6 +28,10 @@ from rubiks_service.ops.attention_shift import TemporalAttentionShift
 from rubiks_service.ops.grad_norm import GRAD_NORM_FORMS
 
 VARIANTS = ("rs", "rs-q", "rs-aq")
+# what a caller (a training config, the CLI) may set beside num_classes / num_frames; the other
+# RubiksNetConfig fields are a tier's shape
+OPTIONS = ("variant", "dropout", "temporal_factor", "grad_norm_form", "normalize_grad", "shift_init", "fixed_shifts",
+           "temporal_shift")
 
 
 @dataclass(frozen=True)

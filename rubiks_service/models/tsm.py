@@ -100,6 +100,10 @@ SMALL = {"nano": dict(block=BasicBlock, layers=(1, 1, 1, 1), width=8),
          "micro": dict(block=BasicBlock, layers=(1, 2, 2, 1), width=12)}
 
 
+# what a caller may set beside num_classes / num_frames (TSM's shift is fixed: no learned-shift settings)
+OPTIONS = ("dropout", "temporal_shift")
+
+
 class TSMResNet(nn.Module):
     """(N, T, 3, H, W) clips -> (N, num_classes), logits averaged over frames."""
 

@@ -22,7 +22,7 @@ def _user_errors(command: str):
     def wrap(func):
         @functools.wraps(func)
         def run(args) -> int:
-            from rubiks_service.train.config import ConfigError
+            from rubiks_service.config_files import ConfigError
 
             from .store import QueueUnavailable
 
@@ -172,7 +172,7 @@ def _exec(args) -> int:
     import tempfile
 
     from rubiks_service.cli import main
-    from rubiks_service.train.config import ConfigError
+    from rubiks_service.config_files import ConfigError
 
     from .spec import BUNDLE_ENV, entry_path, write_bundle
 

@@ -22,10 +22,9 @@ import tempfile
 from typing import Literal
 
 import yaml
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from rubiks_service.train.config import ConfigError, beside, load_config, read_yaml, validate_as
+from rubiks_service.config_files import ConfigError, beside, read_yaml, validate_as
 
 
 class Resources(BaseModel):
@@ -115,4 +114,6 @@ def _load(kind: str, path: str, overrides: list[str] | None = None):
         from rubiks_service.tune.space import load_space
 
         return load_space(path)
+    from rubiks_service.train.config import load_config  # torch: the model names are the models' own
+
     return load_config(path, overrides)

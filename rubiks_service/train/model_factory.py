@@ -12,15 +12,9 @@ from .config import TrainConfig
 
 
 def build_from_config(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    m = cfg.model
-    if m.name.startswith("tsm-"):
-        return build_model(m.name, num_classes=num_classes, num_frames=cfg.data.segments, dropout=m.dropout,
-                           temporal_shift=m.temporal_shift)
-    return build_model(
-        m.name, num_classes=num_classes, num_frames=cfg.data.segments, variant=m.variant, dropout=m.dropout,
-        temporal_factor=m.temporal_factor, grad_norm_form=m.grad_norm_form, normalize_grad=m.normalize_grad,
-        shift_init=m.shift_init, fixed_shifts=m.fixed_shifts, temporal_shift=m.temporal_shift,
-    )
+    """`build_model` with the config's model name, its family's settings and the clip length."""
+    return build_model(cfg.model.name, num_classes=num_classes, num_frames=cfg.data.segments,
+                       **cfg.model.builder_kwargs())
 
 
 def model_payload(model: nn.Module, cfg: TrainConfig, **extra: Any) -> dict[str, Any]:

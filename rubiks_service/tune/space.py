@@ -26,27 +26,16 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from rubiks_service.train.config import (
-    ConfigError,
-    TrainConfig,
-    apply_overrides,
-    beside,
-    load_config,
-    read_yaml,
-    validate,
-    validate_as,
-)
+from rubiks_service.config_files import ConfigError, StrictModel, beside, read_yaml, validate_as
+from rubiks_service.models import FAMILIES as MODEL_FAMILIES
+from rubiks_service.train.config import TrainConfig, load_config
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Distribution(_Strict):
+class Distribution(StrictModel):
     grid: list[Any] | None = None
     choice: list[Any] | None = None
     uniform: tuple[float, float] | None = None
@@ -79,31 +68,29 @@ class Distribution(_Strict):
         return list(getattr(self, self.kind))
 
 
-FAMILIES = ("rubiksnet", "tsm", "per-frame", "baseline")
+# a point's family on the Pareto plot: the model families, the per-frame baselines of either, any other reference
+FAMILIES = (*MODEL_FAMILIES, "per-frame", "baseline")
 
 
 def family(cfg: TrainConfig) -> str:
     """The family a trial's point belongs to on the Pareto plot: per-frame (temporal shift off,
     either architecture), tsm, or rubiksnet."""
-    if not cfg.model.temporal_shift:
-        return "per-frame"
-    return "tsm" if cfg.model.name.lower().startswith("tsm-") else "rubiksnet"
+    return cfg.model.family if cfg.model.temporal_shift else "per-frame"
 
 
-class ExtraTrial(_Strict):
+class ExtraTrial(StrictModel):
     name: str
-    # the point's family on the Pareto plot; unset: from its config (`family`). "baseline": any other reference
-    kind: Literal["rubiksnet", "tsm", "per-frame", "baseline"] | None = None
+    kind: Literal[FAMILIES] | None = None  # the point's family; unset: from its config (`family`)
     set: dict[str, Any] = Field(default_factory=dict)
 
 
-class Scheduler(_Strict):
+class Scheduler(StrictModel):
     type: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
-class SearchSpace(_Strict):
+class SearchSpace(StrictModel):
     name: str
     base: str
     set: dict[str, Any] = Field(default_factory=dict)
@@ -133,15 +120,20 @@ def _label(values: dict[str, Any]) -> str:
 
 
 class LoadedSpace:
-    """A validated search space with its base training config (raw, paths resolved) ready for trials."""
+    """A validated search space with its base training config (paths resolved) ready for trials."""
 
-    def __init__(self, path: str, space: SearchSpace, base_raw: dict) -> None:
+    def __init__(self, path: str, space: SearchSpace, base: TrainConfig) -> None:
         self.path = path
         self.space = space
-        self.base_raw = base_raw
+        self.base = base
+
+    @property
+    def base_raw(self) -> dict:
+        """The base config as plain data (logged with the sweep, bundled with a queued job)."""
+        return self.base.model_dump()
 
     def trial_config(self, overrides: dict[str, Any]) -> TrainConfig:
-        return validate(apply_overrides(self.base_raw, {**self.space.set, **overrides}), f"{self.path} trial")
+        return self.base.with_overrides({**self.space.set, **overrides}, f"{self.path} trial")
 
     def point_kind(self, point: dict[str, Any]) -> str:
         """A grid point's family: the one its extra trial names, else the one its config gives."""
@@ -166,7 +158,7 @@ def load_space(path: str) -> LoadedSpace:
     """Read and fully validate a search-space file (and its base training config)."""
     space = validate_as(SearchSpace, read_yaml(path), path)
     base = load_config(beside(path, space.base))  # validates the base and resolves its data paths
-    loaded = LoadedSpace(path, space, base.model_dump())
+    loaded = LoadedSpace(path, space, base)
     _check_trials(loaded)
     return loaded
 
