@@ -5,7 +5,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
-#include "rubiks_shift.h"
+#include "rubiks_shift_prologue.h"
 
 namespace rubiks {
 namespace {
@@ -14,14 +14,12 @@ namespace {
 // They are the 3D op on a single frame with a zero temporal shift, so every
 // backend that implements the 3D op gets them for free.
 
+// The 2D guards only cover what the 2D -> 3D mapping itself indexes; the 3D
+// op's prologue checks the rest.
 void check_shift2d(int64_t x_dim, const at::Tensor& shift, int64_t channels, at::IntArrayRef stride,
                    at::IntArrayRef padding) {
-  TORCH_CHECK(x_dim == 4, "rubiks shift2d: x must have shape (N, C, H, W), got ", x_dim, "-D");
-  TORCH_CHECK(shift.dim() == 2 && shift.size(0) == 2 && shift.size(1) == channels,
-              "rubiks shift2d: shift must have shape (2, C) = (2, ", channels, "), got ",
-              shift.sizes());
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2,
-              "rubiks shift2d: stride and padding need 2 entries (H, W)");
+  check_rank(2, x_dim, stride, padding);
+  check_shift_shape(2, shift, channels);
 }
 
 at::Tensor shift_as_3d(const at::Tensor& shift2d) {

@@ -10,7 +10,8 @@
 
 #include <algorithm>
 
-#include "../rubiks_shift.h"
+#include "../rubiks_shift_prologue.h"
+#include "channel_taps.h"
 
 namespace rubiks {
 namespace {
@@ -204,24 +205,19 @@ void shift_gradient(const T* x, const T* g, T* grad_shift, const Sizes& sz,
   });
 }
 
-Sizes sizes_of(const at::Tensor& src, const std::vector<int64_t>& dst) {
-  return Sizes{src.size(0), src.size(2), {src.size(1), src.size(3), src.size(4)},
-               {dst[1], dst[3], dst[4]}};
-}
-
-std::array<int64_t, 3> thw(const at::Tensor& x) { return {x.size(1), x.size(3), x.size(4)}; }
+// The forward's (and the shift gradient's) source and destination grids.
+Sizes forward_sizes(const Geometry& g) { return Sizes{g.N, g.C, g.in, g.out}; }
 
 at::Tensor shift3d_cpu(const at::Tensor& x, const at::Tensor& shift, at::IntArrayRef stride,
                        at::IntArrayRef padding, bool quantize) {
-  const auto out_size = shift3d_output_size(x.sizes(), shift, stride, padding);
-  check_same_kind(x, "x", shift);
-  at::Tensor out = at::empty(out_size, x.options());
+  const Geometry g = check_forward(x, shift, stride, padding, at::kCPU);
+  at::Tensor out = at::empty(g.out_size(), x.options());
   if (out.numel() == 0) return out;
   const at::Tensor xc = x.contiguous();
-  const auto taps = build_channel_taps(shift, thw(x), stride, padding, quantize, false);
+  const auto taps = build_channel_taps(shift, g.in, g.stride, g.padding, quantize, false);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rubiks_shift3d_cpu", [&] {
     apply_stencil<scalar_t>(xc.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                            sizes_of(xc, out_size), taps);
+                            forward_sizes(g), taps);
   });
   return out;
 }
@@ -229,16 +225,13 @@ at::Tensor shift3d_cpu(const at::Tensor& x, const at::Tensor& shift, at::IntArra
 at::Tensor shift3d_grad_input_cpu(const at::Tensor& grad_out, const at::Tensor& shift,
                                   at::IntArrayRef input_size, at::IntArrayRef stride,
                                   at::IntArrayRef padding, bool quantize) {
-  const auto out_size = shift3d_output_size(input_size, shift, stride, padding);
-  check_grad_out(grad_out, out_size, shift);
-  at::Tensor grad_x = at::empty(input_size, grad_out.options());
+  const Geometry g = check_grad_input(grad_out, shift, input_size, stride, padding, at::kCPU);
+  at::Tensor grad_x = at::empty(g.in_size(), grad_out.options());
   if (grad_x.numel() == 0) return grad_x;
   const at::Tensor gc = grad_out.contiguous();
-  const auto taps = build_channel_taps(shift, {input_size[1], input_size[3], input_size[4]},
-                                       stride, padding, quantize, true);
+  const auto taps = build_channel_taps(shift, g.in, g.stride, g.padding, quantize, true);
   // the adjoint maps output-shaped gradients back onto the input grid
-  Sizes sz = sizes_of(grad_x, out_size);
-  std::swap(sz.src, sz.dst);
+  const Sizes sz{g.N, g.C, g.out, g.in};
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "rubiks_shift3d_grad_input_cpu", [&] {
     apply_stencil<scalar_t>(gc.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>(),
                             sz, taps);
@@ -249,17 +242,15 @@ at::Tensor shift3d_grad_input_cpu(const at::Tensor& grad_out, const at::Tensor& 
 at::Tensor shift3d_grad_shift_cpu(const at::Tensor& grad_out, const at::Tensor& x,
                                   const at::Tensor& shift, at::IntArrayRef stride,
                                   at::IntArrayRef padding) {
-  const auto out_size = shift3d_output_size(x.sizes(), shift, stride, padding);
-  check_same_kind(x, "x", shift);
-  check_grad_out(grad_out, out_size, shift);
-  at::Tensor grad_shift = at::zeros_like(shift, at::MemoryFormat::Contiguous);
+  const Geometry g = check_grad_shift(grad_out, x, shift, stride, padding, at::kCPU);
+  at::Tensor grad_shift = new_shift_grad(shift);
   if (grad_out.numel() == 0) return grad_shift;
   const at::Tensor xc = x.contiguous(), gc = grad_out.contiguous();
   // the shift gradient is always that of the interpolated op (straight-through for RS-Q)
-  const auto taps = build_channel_taps(shift, thw(x), stride, padding, false, false);
+  const auto taps = build_channel_taps(shift, g.in, g.stride, g.padding, false, false);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rubiks_shift3d_grad_shift_cpu", [&] {
     shift_gradient<scalar_t>(xc.const_data_ptr<scalar_t>(), gc.const_data_ptr<scalar_t>(),
-                             grad_shift.mutable_data_ptr<scalar_t>(), sizes_of(xc, out_size), taps);
+                             grad_shift.mutable_data_ptr<scalar_t>(), forward_sizes(g), taps);
   });
   return grad_shift;
 }

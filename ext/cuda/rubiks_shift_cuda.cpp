@@ -1,4 +1,4 @@
-// CUDA backend of the RubiksShift ops: argument checks, device guard, stream,
+// CUDA backend of the RubiksShift ops: the shared prologue, device guard, stream,
 // dtype dispatch, and the TORCH_LIBRARY_IMPL registrations. The kernels
 // themselves are ATen-free (rubiks_shift_kernels.cu). Compiled only when the
 // extension is built with CUDA (setup.py defines RUBIKS_WITH_CUDA then).
@@ -16,7 +16,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../rubiks_shift.h"
+#include "../rubiks_shift_prologue.h"
 #include "rubiks_shift_kernels.h"
 
 namespace rubiks {
@@ -45,34 +45,29 @@ typename CudaScalar<T>::type* cuda_mutable_ptr(at::Tensor& t) {
   return reinterpret_cast<typename CudaScalar<T>::type*>(t.mutable_data_ptr<T>());
 }
 
-gpu::Shape3d shape_of(at::IntArrayRef x_size, at::IntArrayRef stride, at::IntArrayRef padding) {
+// The kernels' view of a checked geometry; rejects what their 32-bit block and
+// plane indices cannot address.
+gpu::Shape3d shape_of(const Geometry& g) {
   gpu::Shape3d s;
-  s.N = x_size[0];
-  s.C = x_size[2];
-  const int64_t dims[3] = {1, 3, 4};
+  s.N = g.N;
+  s.C = g.C;
   for (int a = 0; a < 3; ++a) {
-    s.in[a] = x_size[dims[a]];
-    s.stride[a] = stride[a];
-    s.pad[a] = padding[a];
+    s.in[a] = g.in[a];
+    s.stride[a] = g.stride[a];
+    s.pad[a] = g.padding[a];
   }
   const char* why = gpu::unsupported_reason(s);
-  TORCH_CHECK(why == nullptr, "rubiks shift3d: input of shape ", x_size, ": ", why);
+  TORCH_CHECK(why == nullptr, "rubiks shift3d: input of shape ", g.in_size(), ": ", why);
   return s;
-}
-
-void check_cuda(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), "rubiks shift3d: ", name, " must be a CUDA tensor, got ", t.device());
 }
 
 at::Tensor shift3d_cuda(const at::Tensor& x, const at::Tensor& shift, at::IntArrayRef stride,
                         at::IntArrayRef padding, bool quantize) {
-  const auto out_size = shift3d_output_size(x.sizes(), shift, stride, padding);
-  check_same_kind(x, "x", shift);
-  check_cuda(x, "x");
+  const Geometry g = check_forward(x, shift, stride, padding, at::kCUDA);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  at::Tensor out = at::empty(out_size, x.options());
+  at::Tensor out = at::empty(g.out_size(), x.options());
   if (out.numel() == 0) return out;
-  const gpu::Shape3d shape = shape_of(x.sizes(), stride, padding);
+  const gpu::Shape3d shape = shape_of(g);
   const at::Tensor xc = x.contiguous(), sc = shift.contiguous();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "rubiks_shift3d_cuda",
@@ -89,13 +84,11 @@ at::Tensor shift3d_cuda(const at::Tensor& x, const at::Tensor& shift, at::IntArr
 at::Tensor shift3d_grad_input_cuda(const at::Tensor& grad_out, const at::Tensor& shift,
                                    at::IntArrayRef input_size, at::IntArrayRef stride,
                                    at::IntArrayRef padding, bool quantize) {
-  const auto out_size = shift3d_output_size(input_size, shift, stride, padding);
-  check_grad_out(grad_out, out_size, shift);
-  check_cuda(grad_out, "grad_out");
+  const Geometry g = check_grad_input(grad_out, shift, input_size, stride, padding, at::kCUDA);
   const c10::cuda::CUDAGuard device_guard(grad_out.device());
-  at::Tensor grad_x = at::empty(input_size, grad_out.options());
+  at::Tensor grad_x = at::empty(g.in_size(), grad_out.options());
   if (grad_x.numel() == 0) return grad_x;
-  const gpu::Shape3d shape = shape_of(input_size, stride, padding);
+  const gpu::Shape3d shape = shape_of(g);
   const at::Tensor gc = grad_out.contiguous(), sc = shift.contiguous();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(),
@@ -112,14 +105,11 @@ at::Tensor shift3d_grad_input_cuda(const at::Tensor& grad_out, const at::Tensor&
 at::Tensor shift3d_grad_shift_cuda(const at::Tensor& grad_out, const at::Tensor& x,
                                    const at::Tensor& shift, at::IntArrayRef stride,
                                    at::IntArrayRef padding) {
-  const auto out_size = shift3d_output_size(x.sizes(), shift, stride, padding);
-  check_same_kind(x, "x", shift);
-  check_grad_out(grad_out, out_size, shift);
-  check_cuda(x, "x");
+  const Geometry g = check_grad_shift(grad_out, x, shift, stride, padding, at::kCUDA);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  if (grad_out.numel() == 0) return at::zeros_like(shift, at::MemoryFormat::Contiguous);
-  at::Tensor grad_shift = at::empty(shift.sizes(), shift.options());  // every entry is written
-  const gpu::Shape3d shape = shape_of(x.sizes(), stride, padding);
+  at::Tensor grad_shift = new_shift_grad(shift);
+  if (grad_out.numel() == 0) return grad_shift;
+  const gpu::Shape3d shape = shape_of(g);
   const at::Tensor xc = x.contiguous(), gc = grad_out.contiguous(), sc = shift.contiguous();
   // partial sums in float32 (float64 for double), one triple per block; cast at the end
   const at::ScalarType acc_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;

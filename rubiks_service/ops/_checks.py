@@ -1,11 +1,13 @@
 """Argument checking and output shapes shared by the op, its fake kernel and the reference.
 
-Bad input raises a Python exception that names the problem (TypeError for a wrong
-type or dtype, ValueError for a wrong shape or size) before any kernel runs.
+This is the one readable validator of the public API: bad input raises a Python
+exception that names the problem (TypeError for a wrong type or dtype, ValueError
+for a wrong shape or size) before any kernel runs. The C++ ops keep only cheap
+guards against out-of-bounds indexing (ext/rubiks_shift_prologue.h).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -46,19 +48,18 @@ def output_shape(x_shape: Sequence[int], stride: Sequence[int], padding: Sequenc
     return [n, c, output_size(h, stride[0], padding[0]), output_size(w, stride[1], padding[1])]
 
 
-def autocast_casts_shift(x: torch.Tensor, shift: torch.Tensor) -> bool:
-    """True when the compiled op will cast `shift` to x's dtype itself: under
-    torch.autocast("cuda") its AutocastCUDA kernel (ext/cuda/rubiks_shift_cuda.cpp)
-    runs the op in x's dtype, so a float32 shift parameter may meet bf16/fp16 features."""
-    if x.device.type != "cuda" or not (x.dtype.is_floating_point and shift.dtype.is_floating_point):
-        return False
-    from ._extension import has_kernel  # late: _extension imports this module's users
-
-    return has_kernel(x.device) and torch.is_autocast_enabled("cuda")
+def _never(x: torch.Tensor, shift: torch.Tensor) -> bool:
+    return False
 
 
-def check_shift_args(x, shift, stride, padding, *, rank: int, op: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Validate the arguments of the rank-`rank` shift op; returns (stride, padding) as tuples."""
+def check_shift_args(
+    x, shift, stride, padding, *, rank: int, op: str,
+    casts_shift: Callable[[torch.Tensor, torch.Tensor], bool] = _never,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validate the arguments of the rank-`rank` shift op; returns (stride, padding) as tuples.
+
+    `casts_shift(x, shift)` says whether the op will cast shift to x's dtype itself
+    (the caller's dispatch policy); then differing dtypes are not an error."""
     layout = _LAYOUTS[rank]
     if not isinstance(x, torch.Tensor) or not isinstance(shift, torch.Tensor):
         raise TypeError(f"{op}: x and shift must be tensors, got {type(x).__name__} and {type(shift).__name__}")
@@ -70,7 +71,7 @@ def check_shift_args(x, shift, stride, padding, *, rank: int, op: str) -> tuple[
             f"{op}: shift must have shape ({rank}, C) = ({rank}, {channels}) with rows {_AXES[rank]}, "
             f"got {tuple(shift.shape)}"
         )
-    if x.dtype != shift.dtype and not autocast_casts_shift(x, shift):
+    if x.dtype != shift.dtype and not casts_shift(x, shift):
         raise TypeError(f"{op}: dtype mismatch, x is {x.dtype} but shift is {shift.dtype}")
     if x.device != shift.device:
         raise ValueError(f"{op}: x is on {x.device} but shift is on {shift.device}")

@@ -1,4 +1,6 @@
-"""Loads the compiled extension and registers the Python halves of its ops.
+"""Loads the compiled extension, registers the Python halves of its ops, and
+holds the dispatch policy: which devices have kernels, when the op casts the
+shift itself, and the fallback warning.
 
 The extension defines the ops under `torch.ops.rubiks` (schemas and kernels in
 ext/). When it cannot be imported (not built), the public functions fall back to
@@ -34,6 +36,15 @@ _KERNELS = {
 def has_kernel(device: torch.device) -> bool:
     """True when the compiled extension has kernels for this device type."""
     return _KERNELS.get(device.type, False)
+
+
+def autocast_casts_shift(x: torch.Tensor, shift: torch.Tensor) -> bool:
+    """True when the compiled op will cast `shift` to x's dtype itself: under
+    torch.autocast("cuda") its AutocastCUDA kernel (ext/cuda/rubiks_shift_cuda.cpp)
+    runs the op in x's dtype, so a float32 shift parameter may meet bf16/fp16 features."""
+    if x.device.type != "cuda" or not (x.dtype.is_floating_point and shift.dtype.is_floating_point):
+        return False
+    return has_kernel(x.device) and torch.is_autocast_enabled("cuda")
 
 
 def warn_fallback(op: str, device: torch.device) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from . import reference
 from ._checks import check_shift_args
-from ._extension import has_kernel, warn_fallback
+from ._extension import autocast_casts_shift, has_kernel, warn_fallback
 
 
 def rubiks_shift3d(
@@ -32,7 +32,9 @@ def rubiks_shift3d(
     normalised); at an integer shift the shift gradient is the one-sided
     derivative from above (the interpolation uses floor(pos) and floor(pos) + 1).
     """
-    stride, padding = check_shift_args(x, shift, stride, padding, rank=3, op="rubiks_shift3d")
+    stride, padding = check_shift_args(
+        x, shift, stride, padding, rank=3, op="rubiks_shift3d", casts_shift=autocast_casts_shift
+    )
     if has_kernel(x.device):
         return torch.ops.rubiks.shift3d(x, shift, list(stride), list(padding), quantize)
     warn_fallback("shift3d", x.device)
@@ -47,7 +49,9 @@ def rubiks_shift2d(
     quantize: bool = False,
 ) -> torch.Tensor:
     """Learnable 2D spatial shift: x (N, C, H, W), shift (2, C) rows [H, W]; same rules as 3D."""
-    stride, padding = check_shift_args(x, shift, stride, padding, rank=2, op="rubiks_shift2d")
+    stride, padding = check_shift_args(
+        x, shift, stride, padding, rank=2, op="rubiks_shift2d", casts_shift=autocast_casts_shift
+    )
     if has_kernel(x.device):
         return torch.ops.rubiks.shift2d(x, shift, list(stride), list(padding), quantize)
     warn_fallback("shift2d", x.device)

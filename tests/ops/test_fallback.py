@@ -8,7 +8,6 @@ from rubiks_service.ops import _extension, functional, reference
 def test_fallback_warns_and_matches(monkeypatch):
     monkeypatch.setattr(_extension, "_KERNELS", {"cpu": False, "cuda": False})
     monkeypatch.setattr(_extension, "_warned", set())
-    monkeypatch.setattr(functional, "has_kernel", _extension.has_kernel)
     x = torch.randn(2, 4, 3, 5, 5, dtype=torch.float64)
     shift = torch.rand(3, 3, dtype=torch.float64) * 2 - 1
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
