@@ -33,10 +33,13 @@ class Resources(BaseModel):
     gpus: float = Field(0.0, ge=0.0)
 
 
+KINDS = ("train", "sweep")
+
+
 class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["train", "sweep"]
+    kind: Literal[KINDS]
     config: str
     set: list[str] = Field(default_factory=list)
     priority: int = 0

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from ._common import LazyChoices, add_json, add_tracking_args, user_error
+
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
 
@@ -23,20 +25,18 @@ def _user_errors(command: str):
         @functools.wraps(func)
         def run(args) -> int:
             from rubiks_service.config_files import ConfigError
-
-            from .store import QueueUnavailable
+            from rubiks_service.queue.store import QueueUnavailable
 
             try:
                 return func(args)
             except (ConfigError, QueueUnavailable, RayUnreachable) as exc:
-                print(f"rubiks {command}: {exc}", file=sys.stderr)
-                return 2
+                return user_error(command, exc)
         return run
     return wrap
 
 
 def _store(args):
-    from .store import JobStore, default_queue_url
+    from rubiks_service.queue.store import JobStore, default_queue_url
 
     return JobStore(args.queue_url or default_queue_url(args.storage_path))
 
@@ -78,7 +78,7 @@ def _dashboard(address: str | None) -> str:
 
 @_user_errors("submit")
 def _submit(args) -> int:
-    from .spec import load_job
+    from rubiks_service.queue.spec import load_job
 
     spec, bundle = load_job(args.spec, priority=args.priority)  # the job carries these files to the cluster
     store = _store(args)
@@ -91,9 +91,8 @@ def _submit(args) -> int:
 
 
 def _dispatcher(store, client, args):
+    from rubiks_service.queue.dispatcher import Dispatcher, mlflow_model_uri_reader, mlflow_run_finder
     from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
-
-    from .dispatcher import Dispatcher, mlflow_model_uri_reader, mlflow_run_finder
 
     uri = resolve_tracking_uri(getattr(args, "tracking_uri", None), args.storage_path)
     return Dispatcher(store, client, max_running=getattr(args, "max_running", 1), launcher=_launcher(args),
@@ -112,12 +111,12 @@ def _launcher(args) -> str:
 
 @_user_errors("jobs")
 def _jobs(args) -> int:
-    from .store import ACTIVE, UnknownJob
+    from rubiks_service.queue.store import ACTIVE, UnknownJob
 
     store = _store(args)  # opening the store migrates its schema to this release's
     try:
         if args.jobs_command == "migrate":
-            from .schema import current_revision
+            from rubiks_service.queue.schema import current_revision
 
             revision = current_revision(store.engine)
             print(json.dumps({"queue": store.url, "revision": revision}) if args.json
@@ -147,7 +146,7 @@ def _jobs(args) -> int:
 
 
 def _logs(store, job, args) -> int:
-    from .store import TERMINAL
+    from rubiks_service.queue.store import TERMINAL
 
     if not job.submission_id:
         print(f"{job.id} is {job.state}: no logs yet", file=sys.stderr)
@@ -173,8 +172,7 @@ def _exec(args) -> int:
 
     from rubiks_service.cli import main
     from rubiks_service.config_files import ConfigError
-
-    from .spec import BUNDLE_ENV, entry_path, write_bundle
+    from rubiks_service.queue.spec import BUNDLE_ENV, entry_path, write_bundle
 
     if BUNDLE_ENV not in os.environ:
         raise ConfigError(f"{BUNDLE_ENV} is not set: `jobs exec` runs inside a job started by the dispatcher")
@@ -198,9 +196,19 @@ def _serve(args) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _job_kinds():
+    from rubiks_service.queue.spec import KINDS
+
+    return KINDS
+
+
+def _queue_args(p: argparse.ArgumentParser, *, tracking: bool = False) -> None:
+    """Where the queue is; `tracking`: also the MLflow store the jobs' runs are looked up in."""
     p.add_argument("--queue-url", help="job database URL (default: RUBIKS_QUEUE_URL or sqlite under the storage path)")
-    p.add_argument("--storage-path", default="runs")
+    if tracking:
+        add_tracking_args(p)
+    else:
+        p.add_argument("--storage-path", default="runs", help="where the default queue database lives (default: runs)")
 
 
 def add_parsers(sub) -> None:
@@ -208,31 +216,30 @@ def add_parsers(sub) -> None:
     submit.add_argument("spec")
     submit.add_argument("--priority", type=int, help="override the spec's priority (higher first)")
     submit.add_argument("--address", help="Ray dashboard URL: also submit at once if capacity allows")
-    submit.add_argument("--tracking-uri")
-    submit.add_argument("--json", action="store_true")
-    _common(submit)
+    add_json(submit)
+    _queue_args(submit, tracking=True)
     submit.set_defaults(func=_submit)
 
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", required=True)
     lst = jsub.add_parser("list")
     lst.add_argument("--state", action="append", help="only these states")
-    lst.add_argument("--json", action="store_true")
-    _common(lst)
+    add_json(lst)
+    _queue_args(lst)
     for name in ("status", "logs", "cancel"):
         p = jsub.add_parser(name)
         p.add_argument("id")
         p.add_argument("--address", help=f"Ray dashboard URL (default: RAY_DASHBOARD_ADDRESS or {DEFAULT_DASHBOARD})")
         if name == "logs":
             p.add_argument("--follow", action="store_true")
-        _common(p)
+        _queue_args(p)
     migrate = jsub.add_parser("migrate", help="bring the queue database's schema to this release's (also done on start)")
-    migrate.add_argument("--json", action="store_true")
-    _common(migrate)
+    add_json(migrate)
+    _queue_args(migrate)
     for p in (lst, migrate, *(jsub.choices[n] for n in ("status", "logs", "cancel"))):
         p.set_defaults(func=_jobs)
     run = jsub.add_parser("exec", help="(on the cluster) run the bundle a queued job carries")
-    run.add_argument("kind", choices=["train", "sweep"])
+    run.add_argument("kind", choices=LazyChoices(_job_kinds), metavar="KIND", help="%(choices)s")
     run.set_defaults(func=_exec)
 
     serve = sub.add_parser("serve", help="run the dispatcher (queue -> Ray Jobs)")
@@ -241,8 +248,7 @@ def add_parsers(sub) -> None:
     serve.add_argument("--poll", type=float, default=2.0, help="seconds between queue/cluster checks")
     serve.add_argument("--until-idle", action="store_true", help="exit once nothing is queued or running")
     serve.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray instance")
-    serve.add_argument("--tracking-uri")
     serve.add_argument("--launcher", help="command that runs the CLI on the cluster (default: rubiks; "
                                           "this interpreter for the embedded local Ray)")
-    _common(serve)
+    _queue_args(serve, tracking=True)
     serve.set_defaults(func=_serve)

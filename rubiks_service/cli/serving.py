@@ -1,0 +1,158 @@
+"""`rubiks eval | predict | export MODEL ...`: a trained model (a checkpoint file, `runs:/…`,
+`models:/…`) evaluated on a manifest, classifying videos, or exported to ONNX / pt2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._common import LazyChoices, add_address, add_json, add_tracking_args, emit, init_ray, user_error
+
+
+def _eval_protocols():
+    from rubiks_service.train.config import EVAL_PROTOCOLS
+
+    return EVAL_PROTOCOLS
+
+
+def _export_formats():
+    from rubiks_service.models.export import FORMATS
+
+    return FORMATS
+
+
+PROTOCOLS = LazyChoices(_eval_protocols)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL",
+                   help="a checkpoint file (training or release format), runs:/<run_id>/model, "
+                        "models:/<name>/<version> or models:/<name>@<alias>")
+    p.add_argument("--size", type=int,
+                   help="input crop size (default: the training config's; 224 for a release-format checkpoint)")
+    add_tracking_args(p)
+
+
+def add_parsers(sub) -> None:
+    ev = sub.add_parser("eval", help="evaluate a trained model (1-clip / 2-clip)")
+    _add_model_args(ev)
+    ev.add_argument("--data", required=True, help="manifest to evaluate on")
+    ev.add_argument("--data-root", help="folder relative video paths are taken from")
+    ev.add_argument("--protocol", action="append", choices=PROTOCOLS, metavar="PROTOCOL",
+                    help="%(choices)s (default: the run's protocols)")
+    add_address(ev)
+    add_json(ev)
+    ev.set_defaults(func=_eval)
+
+    pred = sub.add_parser("predict", help="classify video files with a trained model (top-k classes)")
+    _add_model_args(pred)
+    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    pred.add_argument("--topk", type=int, default=5, help="classes to show per video (default 5)")
+    pred.add_argument("--protocol", choices=PROTOCOLS, default="1clip", metavar="PROTOCOL",
+                      help="evaluation views: 1clip (centre crop) or 2clip (2 clips x 3 crops, averaged)")
+    add_json(pred)
+    pred.set_defaults(func=_predict)
+
+    exp = sub.add_parser("export", help="export a trained model to ONNX (standard operators) or pt2 (torch.export)")
+    _add_model_args(exp)
+    exp.add_argument("--format", choices=LazyChoices(_export_formats), metavar="FORMAT", required=True,
+                     help="%(choices)s")
+    exp.add_argument("--out", required=True, help="file to write")
+    exp.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    add_json(exp)
+    exp.set_defaults(func=_export)
+
+
+def _resolve_model(args: argparse.Namespace, command: str):
+    """MODEL of predict / eval / export -> LoadedModel, or None after one error line on stderr."""
+    from rubiks_service.serving.models import ModelLoadError, resolve_model
+
+    try:
+        return resolve_model(args.model, tracking_uri=args.tracking_uri, storage_path=args.storage_path,
+                             crop_size=args.size)
+    except ModelLoadError as exc:
+        user_error(command, exc)
+        return None
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rubiks_service.data.manifest import ManifestError, read_manifest
+    from rubiks_service.train.trainer import evaluate
+
+    loaded = _resolve_model(args, "eval")
+    if loaded is None:
+        return 2
+    model, cfg, classes = loaded.model, loaded.train_config(args.data), loaded.classes
+    if loaded.config is None:  # a release checkpoint names no classes: the manifest's, if they fit
+        try:
+            classes = read_manifest(args.data, data_root=args.data_root).classes
+        except (ManifestError, OSError) as exc:
+            return user_error("eval", exc)
+        if len(classes) != len(loaded.classes):
+            return user_error("eval", f"{args.data} has {len(classes)} classes, the model {len(loaded.classes)}")
+    if args.data_root:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_root": args.data_root})})
+    init_ray(args.address)
+    from rubiks_service.models.inference import inference_model
+
+    fast = inference_model(model)  # the trained model's logits: BN folded, RS-AQ as integer shifts
+    results = {}
+    for protocol in args.protocol or cfg.eval_protocols:
+        results.update(evaluate(fast, cfg, classes, protocol, manifest=args.data))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from rubiks_service.serving.predict import predict_videos
+
+    if args.topk < 1:
+        return user_error("predict", f"--topk must be >= 1, got {args.topk}")
+    loaded = _resolve_model(args, "predict")
+    if loaded is None:
+        return 2
+    results = predict_videos(loaded, args.videos, protocol=args.protocol, topk=args.topk)
+    failed = [r for r in results if "error" in r]
+    for row in failed:
+        print(f"rubiks predict: {row['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": loaded.source, "protocol": args.protocol, "frames": loaded.segments,
+                          "size": loaded.crop_size, "num_classes": len(loaded.classes), "failed": len(failed),
+                          "videos": [{k: v for k, v in r.items() if k != "probabilities"} for r in results]},
+                         indent=2))
+    else:
+        for row in results:
+            if "top" in row:
+                print(row["video"])
+                for item in row["top"]:
+                    print(f"  {item['probability']:7.4f}  {item['class']}")
+    return 1 if failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import os
+    import warnings
+
+    from rubiks_service.models.export import export_model
+
+    loaded = _resolve_model(args, "export")
+    if loaded is None:
+        return 2
+    frames, size = args.frames or loaded.segments, args.size or loaded.crop_size
+    if frames != loaded.segments:
+        return user_error("export", f"the model is built for {loaded.segments} frames per clip, not {frames}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        return user_error("export", f"output folder does not exist: {folder}")
+    print(f"[export] {loaded.source} -> {args.out} ({args.format}, {frames}x3x{size}x{size}, batch dynamic)",
+          file=sys.stderr, flush=True)
+    with warnings.catch_warnings():  # the exporters' deprecation chatter is not the user's business
+        warnings.simplefilter("ignore")
+        summary = export_model(loaded.model, args.out, args.format, frames=frames, size=size)
+    summary["model"] = loaded.source
+    emit(summary, args.json)
+    return 0

@@ -1,0 +1,65 @@
+"""`rubiks ui`: the MLflow UI for the local store (or where a server shows it), and the
+"browse:" hint other commands end with."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._common import add_tracking_args
+
+
+def add_parsers(sub) -> None:
+    ui = sub.add_parser("ui", help="the MLflow UI for the local store (127.0.0.1)")
+    add_tracking_args(ui)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--experiment", help="land on this experiment's training runs (default: the latest used)")
+    ui.set_defaults(func=_ui)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.storage_path)
+    server = uri if uri.startswith(("http://", "https://")) else f"http://{args.host}:{args.port}"
+    landing = experiment_landing(uri, server, args.experiment)
+    if server == uri:  # an MLflow server already serves its UI: only say where to look
+        print(landing)
+        return 0
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI for {uri}: {landing} (Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd)
+
+
+def browse_hint(tracking_uri: str | None, storage_path: str, experiment: str) -> str:
+    """Where a user sees the runs: the server's training-runs view, or the `rubiks ui` command that opens it."""
+    import shlex
+
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, storage_path)
+    if uri.startswith(("http://", "https://")):
+        return experiment_landing(uri, uri, experiment)
+    return f"rubiks ui --tracking-uri {shlex.quote(uri)} --experiment {shlex.quote(experiment)}"
+
+
+def experiment_landing(uri: str, server: str, name: str | None) -> str:
+    """The training-runs view of experiment `name` (default: the most recently used one), else the UI root."""
+    from rubiks_service.tracking.mlflow_store import experiment_url, make_client
+
+    try:
+        client = make_client(uri)
+        if name:
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                return experiment_url(server, found.experiment_id)
+        else:
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+            if runs:
+                return experiment_url(server, runs[0].info.experiment_id)
+    except Exception:  # noqa: BLE001 - an empty or unreachable store still gets the UI root
+        pass
+    return server
