@@ -16,22 +16,25 @@ import time
 
 import torch
 
-from rubiks_service.data.pipeline import ClipDecoder, ClipSpec, build_dataset
+from rubiks_service.data.clip_spec import ClipSpec
+from rubiks_service.data.decoders import ClipDecoder
+from rubiks_service.data.manifest import read_manifest
+from rubiks_service.data.ray_dataset import build_dataset
 from rubiks_service.data.synth import SynthConfig, generate
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_shift_cpu import _cpu_model, emit_json  # noqa: E402
 
 
-def _baseline(manifest: str, root: str, spec: ClipSpec, classes: list[str]) -> float:
+def _baseline(manifest: str, spec: ClipSpec) -> float:
     """Clips/s of one process on one core decoding every video once."""
     torch.set_num_threads(1)
-    decoder = ClipDecoder(spec, classes, root, seed=0)
-    rows = [line.split(",")[:2] for line in open(manifest).read().splitlines()[1:]]
+    decoder = ClipDecoder(spec, seed=0)
+    records = read_manifest(manifest).records
     start = time.perf_counter()
-    for path, label in rows:
-        decoder.decode(path, label)
-    return len(rows) / (time.perf_counter() - start)
+    for record in records:
+        decoder.decode(record.path, record.label)
+    return len(records) / (time.perf_counter() - start)
 
 
 def _pipeline(manifest: str, spec: ClipSpec, workers: int, batch_size: int) -> tuple[float, float]:
@@ -54,14 +57,13 @@ def run(videos_per_class: int = 16, frames: int = 48, size: int = 256, workers: 
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate(tmp, SynthConfig(train_per_class=videos_per_class, val_per_class=0, num_frames=frames, size=size),
                          progress=False)
-        classes = open(paths["classes"]).read().split()
-        # one CPU beyond the decoder actors for the read/repartition tasks (actors hold theirs)
+        # one CPU beyond the decoder actors (which hold theirs) for the consuming driver
         ray.init(address="local", num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         try:
             for crop in (112, 224):
                 spec = ClipSpec(segments=8, crop_size=crop, mode="train")
-                base = _baseline(paths["train"], tmp, spec, classes)
+                base = _baseline(paths["train"], spec)
                 pipe, startup = _pipeline(paths["train"], spec, workers, batch_size=8)
                 results[f"{crop}x{crop}"] = {
                     "decord_loop_clips_per_s_per_core": round(base, 2),

@@ -16,18 +16,19 @@ import tempfile
 import time
 
 from rubiks_service.data.synth import SynthConfig, generate
+from rubiks_service.data.clip_spec import ClipMode
+from rubiks_service.train.clip_source import ClipSource, clip_source
 from rubiks_service.train.config import TrainConfig
-from rubiks_service.train.datasets import datasets_for, epoch_batches
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_shift_cpu import _cpu_model, emit_json  # noqa: E402
 
 
-def _epoch_seconds(ds, cfg: TrainConfig, epochs: int, expected_rows: int) -> list[float]:
+def _epoch_seconds(ds, source: ClipSource, epochs: int, expected_rows: int) -> list[float]:
     times = []
     for epoch in range(epochs):
         start, n = time.perf_counter(), 0
-        for batch in epoch_batches(ds.iterator(), cfg, "train", epoch):
+        for batch in source.batches(ds.iterator(), ClipMode.TRAIN, epoch):
             n += int(batch["valid"].sum())
         times.append(time.perf_counter() - start)
         assert n == expected_rows, (n, expected_rows)  # every video, every epoch
@@ -48,10 +49,11 @@ def run(per_class: int = 60, epochs: int = 3) -> dict:
                 cfg = TrainConfig.model_validate({"data": {
                     "train_manifest": paths["train"], "val_manifest": paths["val"], "segments": 8,
                     "crop_size": 48, "batch_size": 8, "decode_cpus": 0.2, "cache_frames": cached}})
+                source = clip_source(cfg)
                 start = time.perf_counter()
-                datasets, _ = datasets_for(cfg)
+                datasets, _ = source.datasets()
                 build = time.perf_counter() - start
-                times = _epoch_seconds(datasets["train"], cfg, epochs, 8 * per_class)
+                times = _epoch_seconds(datasets["train"], source, epochs, 8 * per_class)
                 results["frame_cache" if cached else "decode_per_epoch"] = {
                     "build_seconds": round(build, 2),  # the cache's one-time decode (both splits)
                     "epoch_seconds": [round(t, 2) for t in times],

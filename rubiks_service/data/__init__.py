@@ -1,10 +1,22 @@
-"""Video input: manifests and dataset adapters, decoding, TSN sampling, transforms,
-the Ray Data pipeline, and the built-in synthetic motion dataset."""
+"""Video input: manifests and dataset adapters, decoding, TSN sampling, transforms, the Ray Data
+pipeline, and the built-in synthetic motion dataset.
+
+    manifest.py     the validated table of videos every dataset becomes
+    clip_spec.py    clip modes (train, 1clip, 2clip) and how a video becomes the model's views
+    decoders.py     video files -> clips, or cached frames -> clips (Ray Data stages)
+    ray_dataset.py  a manifest's Ray Dataset (decoded per epoch, or the frame cache)
+    quality.py      the consumer side: normalised clips, unusable rows counted and capped
+"""
+from .clip_spec import EVAL_PROTOCOLS, ClipMode, ClipSpec
+from .decoders import read_views
 from .manifest import Manifest, ManifestError, VideoRecord, read_manifest, write_manifest
-from .pipeline import ClipSpec, DataQualityError, DataQualityMonitor, build_dataset, clip_batches
+from .quality import DataQualityError, DataQualityMonitor, clip_batches
+from .ray_dataset import build_dataset
 from .video import VideoReadError, read_clips, read_frames
 
 __all__ = [
+    "EVAL_PROTOCOLS",
+    "ClipMode",
     "ClipSpec",
     "DataQualityError",
     "DataQualityMonitor",
@@ -17,5 +29,6 @@ __all__ = [
     "read_clips",
     "read_frames",
     "read_manifest",
+    "read_views",
     "write_manifest",
 ]

@@ -32,6 +32,7 @@ class VideoRecord:
     path: str  # absolute: a video file or a folder of JPEG frames
     label: int
     num_frames: int | None = None
+    listed_path: str = ""  # as the manifest lists it: names the video wherever the data folder is moved
 
 
 @dataclass
@@ -133,5 +134,6 @@ def read_manifest(
         video = str(row["path"])
         video = video if os.path.isabs(video) else os.path.join(root, video)
         frames = row.get("num_frames")
-        records.append(VideoRecord(video, label, int(frames) if frames not in (None, "") else None))
+        records.append(VideoRecord(video, label, int(frames) if frames not in (None, "") else None,
+                                   listed_path=str(row["path"])))
     return Manifest(records, class_list, path, skipped)

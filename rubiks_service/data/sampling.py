@@ -2,7 +2,8 @@
 
 train: a random frame in each segment; test: the segment centres; the 2-clip
 protocol adds a second clip at the segment starts. A video shorter than T
-frames repeats frames (indices spread evenly over what is there).
+frames repeats frames (indices spread evenly over what is there). Which of these a
+clip mode uses is `clip_spec.clip_indices`.
 """
 from __future__ import annotations
 
@@ -32,14 +33,3 @@ def test_indices(num_frames: int, segments: int, *, at: str = "centre") -> np.nd
     length = num_frames / segments
     offset = {"centre": length / 2, "start": 0.0}[at]
     return np.minimum(np.floor(np.arange(segments) * length + offset), num_frames - 1).astype(np.int64)
-
-
-def clip_indices(num_frames: int, segments: int, mode: str, rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """The clips of one video: `train` -> 1 random, `1clip` -> centres, `2clip` -> centres and starts."""
-    if mode == "train":
-        return [train_indices(num_frames, segments, rng or np.random.default_rng())]
-    if mode == "1clip":
-        return [test_indices(num_frames, segments)]
-    if mode == "2clip":
-        return [test_indices(num_frames, segments), test_indices(num_frames, segments, at="start")]
-    raise ValueError(f"unknown sampling mode {mode!r} (train, 1clip, 2clip)")

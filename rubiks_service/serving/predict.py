@@ -1,6 +1,6 @@
 """Classify video files with a trained model (`rubiks predict`).
 
-Each video is decoded with the evaluation protocol's sampling and crops (`data.pipeline.read_views`:
+Each video is decoded with the evaluation protocol's sampling and crops (`data.decoders.read_views`:
 1-clip = the segment centres, centre crop; 2-clip = centres and starts x 3 crops, views averaged),
 normalised as in evaluation and run through the inference form of the model. A video that cannot
 be read is reported on its own; the others are still classified.
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from rubiks_service.data.pipeline import ClipSpec, read_views
+from rubiks_service.data import ClipSpec, read_views
 from rubiks_service.data.transforms import normalize
 from rubiks_service.data.video import VideoReadError
 from rubiks_service.models.inference import inference_model

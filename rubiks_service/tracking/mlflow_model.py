@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from rubiks_service.train.config import TrainConfig
+from rubiks_service.train.metric_names import GMACS
 from rubiks_service.train.model_factory import model_payload
 
 from .sweep_results import ACCURACY, frontier
@@ -96,14 +97,14 @@ def register_frontier(client, experiment: str, parent_run_id: str, points: list[
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
         tags = {"rubiks.sweep_run": parent_run_id, "rubiks.label": point["label"],
-                ACCURACY: str(point[ACCURACY]), "gmacs": str(point["gmacs"])}
+                ACCURACY: str(point[ACCURACY]), GMACS: str(point[GMACS])}
         mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
                                          run_id=point["run_id"], tags=tags)
         versions.append({**point, "version": int(mv.version)})
     if not versions:
         return None
-    best = max(versions, key=lambda v: (v[ACCURACY], -v["gmacs"]))
-    cheapest = min(versions, key=lambda v: (v["gmacs"], -v[ACCURACY]))
+    best = max(versions, key=lambda v: (v[ACCURACY], -v[GMACS]))
+    cheapest = min(versions, key=lambda v: (v[GMACS], -v[ACCURACY]))
     client.set_registered_model_alias(name, "best-accuracy", str(best["version"]))
     client.set_registered_model_alias(name, "cheapest", str(cheapest["version"]))
     uri = f"models:/{name}/{best['version']}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from rubiks_service.train.metric_names import GMACS, LATENCY_MS, MPARAMS, ONE_CLIP_TOP1
+
 
 def pareto_front(points: Sequence[dict], *, accuracy: str, cost: str) -> list[dict]:
     """Points not dominated by another (higher-or-equal accuracy at lower-or-equal cost, one strictly),
@@ -42,11 +44,11 @@ FAMILY_STYLE = {  # one colour per family on the plot
     "per-frame": ("s", "tab:gray"),
     "baseline": ("D", "tab:purple"),
 }
-COST_LABELS = {"gmacs": "GMACs per clip", "mparams": "parameters (M)", "latency_ms": "latency (ms per clip)"}
+COST_LABELS = {GMACS: "GMACs per clip", MPARAMS: "parameters (M)", LATENCY_MS: "latency (ms per clip)"}
 
 
-def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = "top1_1clip",
-                  costs: Sequence[str] = ("gmacs", "mparams"), label: str = "label") -> str:
+def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = ONE_CLIP_TOP1,
+                  costs: Sequence[str] = (GMACS, MPARAMS), label: str = "label") -> str:
     """One panel per cost: every trial in its family's colour, each family's frontier ringed and joined
     in that colour, and the frontier over all families as a thin dashed black line."""
     import matplotlib

@@ -22,7 +22,7 @@ class RubiksVideoClassifier(PythonModel):
     def predict(self, context, model_input, params=None):
         import torch
 
-        from rubiks_service.train.loop import view_averaged_logits
+        from rubiks_service.train.evaluation import view_averaged_logits
 
         clips = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         if clips.dim() == 5:

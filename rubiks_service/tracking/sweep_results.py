@@ -7,20 +7,31 @@ import json
 import os
 import tempfile
 
+from rubiks_service.train.metric_names import (
+    GMACS,
+    LATENCY_MS,
+    MPARAMS,
+    ONE_CLIP_TOP1,
+    REALISED_BUDGET,
+    TWO_CLIP_TOP1,
+    VAL_TOP1,
+)
+
 from .pareto import format_table, pareto_front, plot_frontier
 
 PARENT_TAG = "rubiks.sweep"
-ACCURACY = "1clip_top1"
-COSTS = ("gmacs", "mparams")
-OPTIONAL_COSTS = ("latency_ms",)  # measured per trial where the trial logs it
-TABLE_COLUMNS = ("label", "kind", "model", "1clip_top1", "2clip_top1", "gmacs", "mparams", "realised_budget", "run_id")
+ACCURACY = ONE_CLIP_TOP1  # the sweep's accuracy: frontier, best trial, registered model
+COSTS = (GMACS, MPARAMS)
+OPTIONAL_COSTS = (LATENCY_MS,)  # measured per trial where the trial logs it
+POINT_METRICS = (ONE_CLIP_TOP1, TWO_CLIP_TOP1, GMACS, MPARAMS, REALISED_BUDGET, VAL_TOP1, *OPTIONAL_COSTS)
+TABLE_COLUMNS = ("label", "kind", "model", ONE_CLIP_TOP1, TWO_CLIP_TOP1, GMACS, MPARAMS, REALISED_BUDGET, "run_id")
 # the comparison table (CSV + MLflow table on the parent run): what each trial was and what it got
 SETTINGS = {"variant": "model.variant", "budget": "aq.budget", "lambda": "model.temporal_factor",
             "grad_norm_form": "model.grad_norm_form", "normalize_grad": "model.normalize_grad",
             "shift_init": "model.shift_init", "fixed_shifts": "model.fixed_shifts", "epochs": "optim.epochs",
             "seed": "seed"}
-COMPARISON_COLUMNS = ("label", "kind", "model", *SETTINGS, "1clip_top1", "2clip_top1", "val_top1", "gmacs",
-                      "mparams", "latency_ms", "realised_budget", "frontier_gmacs", "frontier_latency_ms", "run_id")
+COMPARISON_COLUMNS = ("label", "kind", "model", *SETTINGS, ONE_CLIP_TOP1, TWO_CLIP_TOP1, VAL_TOP1, GMACS,
+                      MPARAMS, LATENCY_MS, REALISED_BUDGET, f"frontier_{GMACS}", f"frontier_{LATENCY_MS}", "run_id")
 
 
 def child_runs(client, experiment: str, parent_run_id: str) -> list:
@@ -48,19 +59,18 @@ def sweep_points(client, experiment: str, parent_run_id: str) -> list[dict]:
     points = []
     for run in child_runs(client, experiment, parent_run_id):
         m = run.data.metrics
-        if run.info.status != "FINISHED" or ACCURACY not in m or "gmacs" not in m:
+        if run.info.status != "FINISHED" or ACCURACY not in m or GMACS not in m:
             continue
         tags, params = run.data.tags, run.data.params
-        metrics = ("1clip_top1", "2clip_top1", "gmacs", "mparams", "realised_budget", "val_top1", *OPTIONAL_COSTS)
         points.append({
             "label": tags.get("rubiks.label", run.info.run_name),
             "kind": tags.get("rubiks.kind", "rubiksnet"),
             "model": params.get("model.name", ""),
-            **{k: m[k] for k in metrics if k in m},
+            **{k: m[k] for k in POINT_METRICS if k in m},
             "settings": {k: params[p] for k, p in SETTINGS.items() if p in params},
             "run_id": run.info.run_id,
         })
-    return sorted(points, key=lambda p: (p["gmacs"], p["label"]))
+    return sorted(points, key=lambda p: (p[GMACS], p["label"]))
 
 
 def present_costs(points: list[dict]) -> tuple[str, ...]:
@@ -72,7 +82,7 @@ def comparison_rows(points: list[dict]) -> list[dict]:
     """One row per finished trial: its family and settings, accuracy, costs, and whether it is on its
     family's frontier (vs GMACs, and vs latency when measured). Rows by family, then cost."""
     on_front = {}
-    for cost in ("gmacs", *OPTIONAL_COSTS):
+    for cost in (GMACS, *OPTIONAL_COSTS):
         for kind in {p["kind"] for p in points}:
             family = [p for p in points if p["kind"] == kind and cost in p]
             on_front[cost] = on_front.get(cost, set()) | {p["run_id"] for p in frontier(family, cost)}
@@ -80,11 +90,11 @@ def comparison_rows(points: list[dict]) -> list[dict]:
     for p in points:
         row = {"label": p["label"], "kind": p["kind"], "model": p["model"], **_meaningful(p)}
         row.update({k: p[k] for k in COMPARISON_COLUMNS if k in p and k not in row})
-        for cost in ("gmacs", *OPTIONAL_COSTS):
+        for cost in (GMACS, *OPTIONAL_COSTS):
             row[f"frontier_{cost}"] = (p["run_id"] in on_front[cost]) if cost in p else ""
         rows.append(row)
     order = {k: i for i, k in enumerate(("rubiksnet", "tsm", "per-frame", "baseline"))}
-    return sorted(rows, key=lambda r: (order.get(r["kind"], 9), r.get("gmacs", 0), r["label"]))
+    return sorted(rows, key=lambda r: (order.get(r["kind"], 9), r.get(GMACS, 0), r["label"]))
 
 
 def _meaningful(point: dict) -> dict:
@@ -117,12 +127,11 @@ def trial_summaries(client, experiment: str, parent_run_id: str) -> list[dict]:
                    else "finished" if run.info.status == "FINISHED" else run.info.status.lower())
         rows.append({"label": tags.get("rubiks.label", run.info.run_name), "kind": tags.get("rubiks.kind", ""),
                      "model": run.data.params.get("model.name", ""), "outcome": outcome,
-                     "val_top1": m.get("val_top1", float("nan")), "1clip_top1": m.get(ACCURACY, float("nan")),
-                     "gmacs": m.get("gmacs", float("nan"))})
+                     **{k: m.get(k, float("nan")) for k in (VAL_TOP1, ACCURACY, GMACS)}})
     return sorted(rows, key=lambda r: (r["kind"], r["label"]))
 
 
-def frontier(points: list[dict], cost: str = "gmacs") -> list[dict]:
+def frontier(points: list[dict], cost: str = GMACS) -> list[dict]:
     return pareto_front([p for p in points if cost in p], accuracy=ACCURACY, cost=cost)
 
 
@@ -148,7 +157,7 @@ def log_frontier(client, parent_run_id: str, points: list[dict]) -> str | None:
     columns = [c for c in COMPARISON_COLUMNS if any(c in r for r in rows)]
     client.log_table(parent_run_id, {c: [r.get(c, "") for r in rows] for c in columns}, "pareto/comparison.json")
     best = max(points, key=lambda p: p[ACCURACY])
-    client.log_metric(parent_run_id, "best_1clip_top1", best[ACCURACY])
+    client.log_metric(parent_run_id, f"best_{ACCURACY}", best[ACCURACY])
     client.set_tag(parent_run_id, "best_trial", best["label"])
     return f"{client.get_run(parent_run_id).info.artifact_uri}/pareto/pareto.png"
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
 
+from rubiks_service.train.metric_names import EPOCH
+
 from .mlflow_store import log_metrics, make_client
 
 
@@ -22,5 +24,5 @@ class MlflowEpochLogger(UserCallback):
         if self._client is None:
             self._client = make_client(self.tracking_uri)
         row = metrics[0]
-        log_metrics(self._client, self.run_id, {k: v for k, v in row.items() if k != "epoch"},
-                    step=int(row.get("epoch", 0)))
+        log_metrics(self._client, self.run_id, {k: v for k, v in row.items() if k != EPOCH},
+                    step=int(row.get(EPOCH, 0)))

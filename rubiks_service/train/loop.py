@@ -1,25 +1,32 @@
-"""The per-worker training loop run by Ray Train (DDP: gloo on CPU, NCCL on GPU).
+"""The per-worker training loop run by Ray Train (DDP: gloo on CPU, NCCL on GPU), as named steps:
 
-Each epoch: set the learning rates (step schedule; shift lr x shift_lr_mult after
-warm-up) and the AQ temperature, train on this worker's shard of the train
-dataset, evaluate on its shard of the val dataset (1-clip; counts summed across
-workers), then report metrics and a checkpoint. A restarted run (same name, or
-after a worker failure) resumes from the latest checkpoint, so a failure costs
-at most one epoch. Metrics go to Ray Train's report (the driver-side callbacks
-log them to MLflow as they arrive); this module knows nothing of MLflow.
+    start_worker           the run's TrainConfig (the object itself, sent by the driver) and classes in;
+                           model, optimizer, clip source and shards set up; restored from the latest
+                           checkpoint if there is one (a restarted run, or after a worker failure)
+    for each epoch:
+      apply_schedule       learning rates (step schedule; shift lr x shift_lr_mult after warm-up)
+                           and the RS-AQ temperature
+      train_epoch          one pass over this worker's train shard
+      validate             1-clip accuracy of its val shard, counts summed across workers
+      end_of_run_protocols after the last epoch: the protocols the clip source serves in the workers
+      checkpoint_and_report  checkpoint (rank 0) and metrics to Ray Train's report
+
+A failure therefore costs at most one epoch. The driver-side callbacks log the reports to MLflow
+as they arrive; this module knows nothing of MLflow. Metric names: `metric_names`.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from rubiks_service.data.pipeline import DataQualityMonitor, clip_batches
+from rubiks_service.data.clip_spec import ClipMode
+from rubiks_service.data.quality import DataQualityMonitor, clip_batches
 from rubiks_service.models.checkpoint import read_checkpoint_file
-from rubiks_service.models.param_groups import parameter_groups
 from rubiks_service.ops.attention_shift import (
     attention_shift_layers,
     budget_loss,
@@ -28,159 +35,185 @@ from rubiks_service.ops.attention_shift import (
     set_temperature,
 )
 
+from . import metric_names as names
+from .clip_source import ClipSource, clip_source
 from .config import TrainConfig
-from .datasets import epoch_batches
+from .evaluation import evaluate_shard
+from .evaluation import view_averaged_logits  # noqa: F401  (MLflow models logged before it moved import it here)
 from .metrics import AccuracyCounter
 from .model_factory import build_from_config, model_payload
+from .optimization import autocast, make_optimizer, set_learning_rates
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    return cfg.optim.gamma ** sum(epoch >= step for step in cfg.optim.lr_steps)
+@dataclass
+class WorkerRun:
+    """What one Train worker holds for the whole run."""
 
+    cfg: TrainConfig
+    classes: list[str]
+    source: ClipSource
+    rank: int
+    world_size: int
+    bare: torch.nn.Module  # the model itself: checkpoints, RS-AQ layers
+    optimizer: torch.optim.Optimizer
+    model: torch.nn.Module | None = None  # as prepared by Ray Train (DDP-wrapped with several workers)
+    device: torch.device | None = None
+    scaler: torch.amp.GradScaler | None = None
+    shards: dict = field(default_factory=dict)  # "train", "val": this worker's dataset shards
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)  # every epoch's metrics, across restarts
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int) -> None:
-    factor = lr_factor(cfg, epoch)
-    for group in optimizer.param_groups:
-        mult = cfg.optim.shift_lr_mult if group["name"] == "shift" and epoch >= cfg.optim.shift_warmup_epochs else 1.0
-        group["lr"] = cfg.optim.lr * factor * mult
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                              shift_lr_mult=cfg.optim.shift_lr_mult)
-    if cfg.optim.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
-    return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.scaling.amp == "off" or device.type != "cuda":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.scaling.amp == "bf16" else torch.float16)
+    @property
+    def aq_layers(self) -> list:
+        return attention_shift_layers(self.bare)
 
 
 def train_loop_per_worker(config: dict) -> None:
-    import ray
+    """Ray Train's entry point: `config` is {"train": TrainConfig, "classes": [...]}."""
+    run = start_worker(config["train"], list(config["classes"]))
+    last = run.cfg.optim.epochs - 1
+    for epoch in range(run.start_epoch, run.cfg.optim.epochs):
+        apply_schedule(run, epoch)
+        metrics = train_epoch(run, epoch)
+        val = validate(run, epoch)
+        metrics.update(val.result(names.VAL))
+        metrics.update({names.RESUMED_FROM_EPOCH: run.start_epoch, names.NODE_ID: _node_id()})
+        if epoch == last:
+            metrics.update(end_of_run_protocols(run, epoch, val))
+        metrics.update(aq_metrics(run))
+        checkpoint_and_report(run, epoch, metrics)
+
+
+def start_worker(cfg: TrainConfig, classes: list[str]) -> WorkerRun:
     import ray.train
     import ray.train.torch
 
-    cfg = TrainConfig.model_validate(config["train"])
-    classes = list(config["classes"])
-    num_classes = len(classes)
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    torch.manual_seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed + ctx.get_world_rank())
+    model = build_from_config(cfg, len(classes))
+    run = WorkerRun(cfg, classes, clip_source(cfg), ctx.get_world_rank(), ctx.get_world_size(), bare=model,
+                    optimizer=make_optimizer(model, cfg))
+    restore(run)  # before Ray Train wraps the model
+    run.model = ray.train.torch.prepare_model(model)
+    run.device = ray.train.torch.get_device()
+    run.scaler = torch.amp.GradScaler("cuda", enabled=cfg.scaling.amp == "fp16" and run.device.type == "cuda")
+    run.shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "val")}
+    return run
 
-    model = build_from_config(cfg, num_classes)
-    bare = model
-    aq_layers = attention_shift_layers(bare)
-    optimizer = make_optimizer(model, cfg)
-    start_epoch, history = 0, []
+
+def restore(run: WorkerRun) -> None:
+    """Weights, optimizer state, next epoch and history from Ray Train's latest checkpoint, if any."""
+    import ray.train
+
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = read_checkpoint_file(os.path.join(d, CHECKPOINT_FILE))  # refuses a crafted pickle
-        bare.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = state["epoch"] + 1
-        history = list(state.get("history", []))
-        if rank == 0:
-            print(f"[train] resuming from epoch {start_epoch} ({checkpoint.path})", flush=True)
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.scaling.amp == "fp16" and device.type == "cuda")
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    anneal = cfg.aq.anneal_epochs or cfg.optim.epochs
-
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        set_learning_rates(optimizer, cfg, epoch)
-        if aq_layers:
-            set_temperature(bare, exponential_temperature(epoch, anneal, cfg.aq.temperature_start, cfg.aq.temperature_end))
-        model.train()
-        monitor = DataQualityMonitor(cfg.data.min_valid_fraction)
-        train_acc = AccuracyCounter(num_classes)
-        loss_sum, steps, clips_seen, start = 0.0, 0, 0, time.perf_counter()
-        for clips, labels in clip_batches(epoch_batches(train_shard, cfg, "train", epoch), monitor, device):
-            clips = clips[:, 0]  # one view in training
-            with _autocast(cfg, device):
-                logits = model(clips)
-                loss = F.cross_entropy(logits, labels)
-                if aq_layers and cfg.aq.weight > 0:
-                    loss = loss + cfg.aq.weight * budget_loss(aq_layers, cfg.aq.budget)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            train_acc.update(logits, labels)
-            loss_sum += loss.item()
-            steps += 1
-            clips_seen += len(labels)
-            if rank == 0 and steps % cfg.log_every == 0:
-                rate = clips_seen / (time.perf_counter() - start)
-                print(f"[train] epoch {epoch + 1}/{cfg.optim.epochs} step {steps} loss {loss.item():.3f} "
-                      f"{rate:.1f} clips/s (worker 0)", flush=True)
-        epoch_time = time.perf_counter() - start
-        train_acc.all_reduce()
-        val = evaluate_shard(model, val_shard, num_classes, cfg, device, epoch)
-        metrics = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(steps, 1),
-            **train_acc.result("train_"),
-            **val,
-            "lr": optimizer.param_groups[0]["lr"],
-            "clips_per_s": clips_seen * ctx.get_world_size() / max(epoch_time, 1e-9),
-            "bad_videos": monitor.bad,
-            "resumed_from_epoch": start_epoch,  # > 0: this attempt continued from a checkpoint
-            "node_id": ray.get_runtime_context().get_node_id(),  # where rank 0 ran (multi-node placement)
-        }
-        if cfg.data.cache_frames and epoch == cfg.optim.epochs - 1:
-            # cached frames serve any protocol, so the end-of-run evaluation happens here, on every
-            # worker's shard; the last epoch's validation already is the 1-clip protocol
-            metrics.update({f"1clip_{key.removeprefix('val_')}": value for key, value in val.items()})
-            for protocol in sorted(set(cfg.eval_protocols) - {"1clip"}):
-                metrics.update(evaluate_shard(model, val_shard, num_classes, cfg, device, epoch, protocol))
-        if aq_layers:
-            metrics["aq_temperature"] = float(aq_layers[0].T)
-            metrics["realised_budget"] = realised_budget(aq_layers)
-        history.append(metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                payload = model_payload(bare, cfg, optimizer=optimizer.state_dict(), epoch=epoch,
-                                        config=cfg.model_dump(), classes=classes, history=history)
-                torch.save(payload, os.path.join(tmp, CHECKPOINT_FILE))
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-                print(f"[train] epoch {epoch + 1}/{cfg.optim.epochs} loss {metrics['train_loss']:.3f} "
-                      f"val top1 {metrics['val_top1']:.3f} {metrics['clips_per_s']:.1f} clips/s", flush=True)
-            ray.train.report(metrics, checkpoint=ckpt)
+    if not checkpoint:
+        return
+    with checkpoint.as_directory() as d:
+        state = read_checkpoint_file(os.path.join(d, CHECKPOINT_FILE))  # refuses a crafted pickle
+    run.bare.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.start_epoch = state["epoch"] + 1
+    run.history = list(state.get("history", []))
+    if run.rank == 0:
+        print(f"[train] resuming from epoch {run.start_epoch} ({checkpoint.path})", flush=True)
 
 
-def evaluate_shard(model, shard, num_classes: int, cfg: TrainConfig, device, epoch: int,
-                   protocol: str = "1clip") -> dict[str, float]:
-    """Accuracy of this worker's val shard, summed over workers: `val_*` for the per-epoch
-    1-clip check, `<protocol>_*` for another protocol (cached frames only)."""
-    batches = epoch_batches(shard, cfg, protocol, epoch)
-    acc = accuracy(model, batches, num_classes, cfg.data.min_valid_fraction, device)
-    acc.all_reduce()
-    return acc.result("val_" if protocol == "1clip" else f"{protocol}_")
+def apply_schedule(run: WorkerRun, epoch: int) -> None:
+    cfg = run.cfg
+    set_learning_rates(run.optimizer, cfg, epoch)
+    if run.aq_layers:
+        anneal = cfg.aq.anneal_epochs or cfg.optim.epochs
+        set_temperature(run.bare, exponential_temperature(epoch, anneal, cfg.aq.temperature_start,
+                                                          cfg.aq.temperature_end))
 
 
-def accuracy(model, batches, num_classes: int, min_valid_fraction: float, device="cpu") -> AccuracyCounter:
-    """View-averaged accuracy of `model` over {clip, label, valid} batches (bad rows dropped and
-    counted, too many of them an error): this process's counts, not yet reduced."""
-    model.eval()
-    acc = AccuracyCounter(num_classes)
-    monitor = DataQualityMonitor(min_valid_fraction)
-    with torch.no_grad():
-        for clips, labels in clip_batches(batches, monitor, device):
-            acc.update(view_averaged_logits(model, clips), labels)
-    return acc
+def train_epoch(run: WorkerRun, epoch: int) -> dict:
+    """One pass over this worker's train shard: the epoch's loss, train accuracy (summed over the
+    workers), learning rate, throughput and unreadable videos."""
+    cfg, model, aq_layers = run.cfg, run.model, run.aq_layers
+    model.train()
+    monitor = DataQualityMonitor(cfg.data.min_valid_fraction)
+    train_acc = AccuracyCounter(run.num_classes)
+    loss_sum, steps, clips_seen, start = 0.0, 0, 0, time.perf_counter()
+    batches = run.source.batches(run.shards["train"], ClipMode.TRAIN, epoch)
+    for clips, labels in clip_batches(batches, monitor, run.device):
+        clips = clips[:, 0]  # one view in training
+        with autocast(cfg, run.device):
+            logits = model(clips)
+            loss = F.cross_entropy(logits, labels)
+            if aq_layers and cfg.aq.weight > 0:
+                loss = loss + cfg.aq.weight * budget_loss(aq_layers, cfg.aq.budget)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        train_acc.update(logits, labels)
+        loss_sum += loss.item()
+        steps += 1
+        clips_seen += len(labels)
+        if run.rank == 0 and steps % cfg.log_every == 0:
+            rate = clips_seen / (time.perf_counter() - start)
+            print(f"[train] epoch {epoch + 1}/{cfg.optim.epochs} step {steps} loss {loss.item():.3f} "
+                  f"{rate:.1f} clips/s (worker 0)", flush=True)
+    epoch_time = time.perf_counter() - start
+    train_acc.all_reduce()
+    return {
+        names.EPOCH: epoch + 1,
+        names.TRAIN_LOSS: loss_sum / max(steps, 1),
+        **train_acc.result(names.TRAIN),
+        names.LR: run.optimizer.param_groups[0]["lr"],
+        names.CLIPS_PER_S: clips_seen * run.world_size / max(epoch_time, 1e-9),
+        names.BAD_VIDEOS: monitor.bad,
+    }
 
 
-def view_averaged_logits(model, clips: torch.Tensor) -> torch.Tensor:
-    """(N, V, T, 3, S, S) -> (N, classes): logits averaged over the V views."""
-    n, v = clips.shape[:2]
-    return model(clips.flatten(0, 1)).view(n, v, -1).mean(dim=1)
+def validate(run: WorkerRun, epoch: int, protocol: ClipMode = names.VAL_PROTOCOL) -> AccuracyCounter:
+    return evaluate_shard(run.model, run.source, run.shards["val"], protocol, epoch, run.num_classes, run.cfg,
+                          run.device)
+
+
+def end_of_run_protocols(run: WorkerRun, epoch: int, val: AccuracyCounter) -> dict:
+    """`<protocol>_*` of the protocols the clip source serves in the workers; the last epoch's
+    validation already is the 1-clip protocol. The driver evaluates the others after the run."""
+    metrics = {}
+    for protocol in run.source.worker_protocols():
+        counts = val if protocol == names.VAL_PROTOCOL else validate(run, epoch, protocol)
+        metrics.update(counts.result(protocol))
+    return metrics
+
+
+def aq_metrics(run: WorkerRun) -> dict:
+    layers = run.aq_layers
+    if not layers:
+        return {}
+    return {names.AQ_TEMPERATURE: float(layers[0].T), names.REALISED_BUDGET: realised_budget(layers)}
+
+
+def checkpoint_and_report(run: WorkerRun, epoch: int, metrics: dict) -> None:
+    """Rank 0 writes the checkpoint (weights, optimizer, config, classes, history); every worker reports."""
+    import ray.train
+
+    run.history.append(metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if run.rank == 0:
+            cfg = run.cfg
+            payload = model_payload(run.bare, cfg, optimizer=run.optimizer.state_dict(), epoch=epoch,
+                                    config=cfg.model_dump(), classes=run.classes, history=run.history)
+            torch.save(payload, os.path.join(tmp, CHECKPOINT_FILE))
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+            print(f"[train] epoch {epoch + 1}/{cfg.optim.epochs} loss {metrics[names.TRAIN_LOSS]:.3f} "
+                  f"val top1 {metrics[names.VAL_TOP1]:.3f} {metrics[names.CLIPS_PER_S]:.1f} clips/s", flush=True)
+        ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .metric_names import accuracy_name
+
 
 class AccuracyCounter:
     def __init__(self, num_classes: int) -> None:
@@ -29,15 +31,16 @@ class AccuracyCounter:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(self.counts)
 
-    def result(self, prefix: str = "") -> dict[str, float]:
+    def result(self, scope: str) -> dict[str, float]:
+        """{`<scope>_top1`, `_top5`, `_mean_class`, `_clips`} (metric_names)."""
         seen = max(self.counts[2].item(), 1.0)
         c = self.num_classes
         per_class_seen = self.counts[3 + c :]
         present = per_class_seen > 0
         per_class = self.counts[3 : 3 + c][present] / per_class_seen[present]
         return {
-            f"{prefix}top1": self.counts[0].item() / seen,
-            f"{prefix}top5": self.counts[1].item() / seen,
-            f"{prefix}mean_class": per_class.mean().item() if present.any() else 0.0,
-            f"{prefix}clips": int(self.counts[2].item()),
+            accuracy_name(scope, "top1"): self.counts[0].item() / seen,
+            accuracy_name(scope, "top5"): self.counts[1].item() / seen,
+            accuracy_name(scope, "mean_class"): per_class.mean().item() if present.any() else 0.0,
+            accuracy_name(scope, "clips"): int(self.counts[2].item()),
         }

@@ -1,4 +1,7 @@
-"""Driver side of a training run: datasets, the TorchTrainer, final evaluation."""
+"""Driver side of a training run: datasets, the TorchTrainer, final evaluation, loading checkpoints.
+
+The TrainConfig object itself travels to the workers in `train_loop_config` (pydantic models pickle;
+every node imports this package), so a worker never re-validates a dict."""
 from __future__ import annotations
 
 import os
@@ -7,13 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
+from rubiks_service.data.clip_spec import ClipMode
 from rubiks_service.data.manifest import read_manifest
-from rubiks_service.data.pipeline import build_dataset
 from rubiks_service.models.checkpoint import read_checkpoint_file
 
+from .clip_source import DecodedClips, clip_source
 from .config import TrainConfig
-from .datasets import clip_spec, datasets_for
-from .loop import CHECKPOINT_FILE, accuracy, train_loop_per_worker
+from .evaluation import accuracy
+from .loop import CHECKPOINT_FILE, train_loop_per_worker
 from .model_factory import build_from_config
 
 
@@ -35,10 +39,10 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
 
     # per-operator bars from every trial interleave into noise; the epoch lines are the progress
     ray.data.DataContext.get_current().enable_progress_bars = os.environ.get("RUBIKS_DATA_PROGRESS") == "1"
-    datasets, classes = datasets_for(cfg)
+    datasets, classes = clip_source(cfg).datasets()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg.model_dump(), "classes": classes},
+        train_loop_config={"train": cfg, "classes": classes},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers,
             use_gpu=cfg.scaling.use_gpu,
@@ -80,14 +84,14 @@ def model_from_checkpoint(state: dict, source: str) -> tuple[torch.nn.Module, Tr
     return model.eval(), cfg, list(state["classes"])
 
 
-def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], protocol: str,
+def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], protocol: ClipMode | str,
              manifest: str | None = None) -> dict[str, float]:
-    """Accuracy of a trained model under the 1-clip or 2-clip protocol (views averaged)."""
+    """Accuracy of a trained model under the 1-clip or 2-clip protocol (views averaged), the manifest
+    (default: the run's val manifest) decoded afresh whatever the run's clip source was."""
     d = cfg.data
-    ds, _ = build_dataset(manifest or d.val_manifest, clip_spec(cfg, protocol), data_root=d.data_root,
-                          classes=classes, batch_size=d.batch_size, decode_cpus=d.decode_cpus)
+    ds, _ = DecodedClips(cfg).dataset(manifest or d.val_manifest, protocol, classes=classes)
     acc = accuracy(model, ds.iter_torch_batches(batch_size=d.batch_size), len(classes), d.min_valid_fraction)
-    return acc.result(f"{protocol}_")
+    return acc.result(protocol)
 
 
 def class_list(cfg: TrainConfig) -> list[str]:

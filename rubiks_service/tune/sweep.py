@@ -1,7 +1,7 @@
 """A sweep: Ray Tune trials, each a tracked Ray Train run, under one MLflow parent run.
 
     Tuner(function trainable)                       (driver; ASHA on val_top1 per epoch)
-      trial: run_tracked_training(cfg)              (child MLflow run, nested TorchTrainer)
+      trial.run_trial: run_tracked_training(cfg)    (child MLflow run, nested TorchTrainer)
                TorchTrainer(..., callbacks=[TuneReportCallback])  -> epoch metrics reach ASHA
 
 In Ray 2.60 `Tuner(trainer)` is gone; a trial is a function that runs its own
@@ -24,8 +24,10 @@ from rubiks_service.tracking.sweep_results import (
     sweep_points,
     trial_summaries,
 )
+from rubiks_service.train.metric_names import EPOCH
 
 from .space import LoadedSpace
+from .trial import run_trial
 
 
 @dataclass
@@ -38,25 +40,6 @@ class SweepOutcome:
     frontier_png: str | None
     trials_table: list[dict]  # every trial: outcome, last val top-1, final top-1
     registered: dict | None = None  # the frontier as a registered MLflow model (name, versions, aliases)
-
-
-def _trial(config: dict, loaded: LoadedSpace, where: dict) -> None:
-    """Body of one Tune trial (runs in a Tune actor). `where`: storage, tracking URI, parent run."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from .trial import run_tracked_training
-
-    point = config["point"]
-    cfg = loaded.trial_config({**point["set"], **config.get("sampled", {})})
-    cfg = cfg.model_copy(update={"storage_path": where["storage"], "experiment": where["experiment"]})
-    trial_name = tune.get_context().get_trial_name()
-    tags = {"rubiks.trial": trial_name, "rubiks.label": point["label"], "rubiks.kind": loaded.point_kind(point)}
-    summary = run_tracked_training(cfg, where["tracking_uri"], parent_run_id=where["parent"],
-                                   extra_callbacks=[TuneReportCallback()], run_name=f"{point['label']}-{trial_name}",
-                                   tags=tags)
-    tune.report({k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-                | {"epoch": summary["epochs"], "done": True})
 
 
 def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_path: str | None = None,
@@ -74,14 +57,14 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
     epochs = max(loaded.trial_config(p["set"]).optim.epochs for p in space.grid_points())
     if space.scheduler.type == "asha":
         # max_t beyond the last epoch: the final report (after evaluation) must not be cut off
-        scheduler = ASHAScheduler(time_attr="epoch", grace_period=space.scheduler.grace_period,
+        scheduler = ASHAScheduler(time_attr=EPOCH, grace_period=space.scheduler.grace_period,
                                   reduction_factor=space.scheduler.reduction_factor, max_t=epochs + 1)
     else:
         scheduler = FIFOScheduler()
     with tracked_run(client, experiment, space.name, tags={PARENT_TAG: "parent"}) as parent:
         log_params(client, parent, {"space": space.model_dump(), "base": loaded.base_raw})
         where = {"storage": storage, "tracking_uri": uri, "experiment": experiment, "parent": parent}
-        trainable = tune.with_parameters(_trial, loaded=loaded, where=where)
+        trainable = tune.with_parameters(run_trial, loaded=loaded, where=where)
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"CPU": 0.01}),  # a token: the nested trainer reserves the real CPUs
             param_space=loaded.param_space(),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rubiks_service.data import sampling, transforms
-from rubiks_service.data.pipeline import ClipSpec, make_views
+from rubiks_service.data.clip_spec import ClipMode, ClipSpec, clip_indices, make_views
 
 
 def test_train_indices_one_per_segment():
@@ -19,7 +19,7 @@ def test_train_indices_one_per_segment():
 def test_test_indices_centres_and_starts():
     assert sampling.test_indices(80, 8).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]
     assert sampling.test_indices(80, 8, at="start").tolist() == [0, 10, 20, 30, 40, 50, 60, 70]
-    assert len(sampling.clip_indices(80, 8, "2clip")) == 2
+    assert len(clip_indices(80, 8, ClipMode.TWO_CLIP)) == 2
 
 
 def test_short_video_repeats_frames():

@@ -1,18 +1,15 @@
-"""The Ray Data pipeline end to end on real mp4 files, with a local Ray instance."""
+"""A manifest's Ray Dataset end to end on real mp4 files (decoded per epoch and the frame cache), with a
+local Ray instance; the consumer side's quality check."""
 import shutil
 
 import pytest
 import torch
 
 from rubiks_service.data import transforms
-from rubiks_service.data.pipeline import (
-    ClipSampler,
-    ClipSpec,
-    DataQualityError,
-    DataQualityMonitor,
-    build_dataset,
-    clip_batches,
-)
+from rubiks_service.data.clip_spec import ClipSpec
+from rubiks_service.data.decoders import ClipSampler
+from rubiks_service.data.quality import DataQualityError, DataQualityMonitor, clip_batches
+from rubiks_service.data.ray_dataset import build_dataset
 
 
 def _collect(ds, monitor, batch_size=8):
@@ -63,13 +60,13 @@ def test_bad_videos_are_skipped_and_counted(ray_local, synth_dir, tmp_path):
 def test_per_epoch_decoding_draws_new_clips_each_epoch(ray_local, synth_dir):
     """Ray Data re-creates the decoders every epoch of a split iterator (as in Train): a seeded
     training run's epochs must still differ (a seed passed to them would replay the same crops)."""
+    from rubiks_service.train.clip_source import clip_source
     from rubiks_service.train.config import TrainConfig
-    from rubiks_service.train.datasets import datasets_for
 
     cfg = TrainConfig.model_validate({"seed": 3, "data": {
         "train_manifest": str(synth_dir / "train.csv"), "val_manifest": str(synth_dir / "val.csv"),
         "segments": 4, "crop_size": 32, "batch_size": 4}})
-    shard = datasets_for(cfg)[0]["train"].streaming_split(1, equal=True)[0]
+    shard = clip_source(cfg).datasets()[0]["train"].streaming_split(1, equal=True)[0]
     epochs = [{clip.tobytes() for b in shard.iter_batches(batch_size=4, batch_format="numpy") for clip in b["clip"]}
               for _ in range(2)]
     assert len(epochs[0]) == len(epochs[1]) == 24

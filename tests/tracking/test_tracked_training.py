@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from rubiks_service.cli import main as cli_main
-from rubiks_service.data.pipeline import ClipDecoder, ClipSpec
+from rubiks_service.data.clip_spec import ClipSpec
+from rubiks_service.data.decoders import ClipDecoder
 from rubiks_service.data.transforms import normalize
 from rubiks_service.models.checkpoint import save_checkpoint
+from rubiks_service.tracking.tracked_training import run_tracked_training
 from rubiks_service.train.config import load_config
-from rubiks_service.train.loop import view_averaged_logits
+from rubiks_service.train.evaluation import view_averaged_logits
 from rubiks_service.train.trainer import evaluate, load_checkpoint
-from rubiks_service.tune.trial import run_tracked_training
 
 from tests.helpers.training import training_config, write_yaml
 
@@ -57,8 +58,8 @@ def _val_videos(colour_data):
 
 def _eval_probabilities(model, classes, path, label, protocol):
     """What evaluation computes for one video: the decoder's views, normalised, view-averaged logits."""
-    decoder = ClipDecoder(ClipSpec(segments=4, crop_size=24, mode=protocol), classes, "/")
-    views, _, ok = decoder.decode(path, label)
+    decoder = ClipDecoder(ClipSpec(segments=4, crop_size=24, mode=protocol))
+    views, _, ok = decoder.decode(path, classes.index(label))
     assert ok
     with torch.no_grad():
         return view_averaged_logits(model.eval(), normalize(torch.from_numpy(views))[None]).softmax(1)[0]

@@ -3,7 +3,6 @@ frontier and its artifacts, finding the latest sweep."""
 import pytest
 
 from rubiks_service.tracking.mlflow_store import log_metrics, make_client, tracked_run
-from rubiks_service.tracking.pareto import pareto_front
 from rubiks_service.tracking.sweep_results import (
     PARENT_TAG,
     close_orphaned_children,
@@ -11,12 +10,6 @@ from rubiks_service.tracking.sweep_results import (
     log_frontier,
     sweep_points,
 )
-
-
-def test_pareto_front_keeps_only_undominated_points():
-    pts = [{"a": 0.9, "c": 2.0}, {"a": 0.8, "c": 1.0}, {"a": 0.7, "c": 1.5}, {"a": 0.95, "c": 3.0}, {"a": 0.8, "c": 1.0}]
-    front = pareto_front(pts, accuracy="a", cost="c")
-    assert [(p["a"], p["c"]) for p in front] == [(0.8, 1.0), (0.8, 1.0), (0.9, 2.0), (0.95, 3.0)]
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""One tracked training run, the body of `rubiks train` and of every sweep trial:
+
+    an MLflow run (a child of a sweep's run when given), its config as params
+      -> Ray Train fit, each epoch's metrics logged live (MlflowEpochLogger)
+      -> the final checkpoint reloaded; the end-of-run protocols the workers did not evaluate
+         decoded afresh on the driver
+      -> RS-AQ converted to integer shifts; cost of the inference form (params, MACs, latency)
+      -> end-of-run metrics, the checkpoint, the MLflow model and learned-shift plots logged
+
+Returns the run's summary (what `rubiks train` prints).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from torch import nn
+
+from rubiks_service.models import RubiksNet
+from rubiks_service.models.profile import measure_latency, profile_model
+from rubiks_service.ops.attention_shift import attention_shift_layers, realised_budget
+from rubiks_service.train import metric_names as names
+from rubiks_service.train.config import TrainConfig
+from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_checkpoint
+
+from .mlflow_model import log_trained_model
+from .mlflow_store import log_metrics, log_params, make_client, tracked_run
+from .train_callback import MlflowEpochLogger
+
+NODE_TAG = "rubiks.train_node"
+
+
+def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: str | None = None,
+                         extra_callbacks: list | None = None, run_name: str | None = None,
+                         tags: dict | None = None) -> dict:
+    client = make_client(tracking_uri)
+    name = run_name or cfg.name
+    with tracked_run(client, cfg.experiment, name, parent_run_id=parent_run_id, tags=tags) as run_id:
+        log_params(client, run_id, cfg.model_dump())
+        outcome = fit(cfg, callbacks=[MlflowEpochLogger(tracking_uri, run_id), *(extra_callbacks or [])],
+                      run_name=name)
+        if outcome.metrics.get(names.NODE_ID):
+            client.set_tag(run_id, NODE_TAG, outcome.metrics[names.NODE_ID])
+        if outcome.checkpoint_path is None:
+            raise RuntimeError(f"training run {name!r} produced no checkpoint")
+        model, _, _ = load_checkpoint(outcome.checkpoint_path)
+        summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
+                   "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get(names.EPOCH, 0))}
+        last_val = names.of_scope(outcome.metrics, names.VAL)  # logged per epoch while training ran
+        summary.update(last_val)
+        summary.update(final_accuracy(model, cfg, outcome))
+        summary.update(inference_cost(model, cfg))
+        log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and k not in last_val})
+        log_artifacts(client, run_id, outcome.checkpoint_path, model)
+        # the MLflow model (runs:/<id>/model): converted weights, loadable by mlflow.pyfunc and `rubiks predict`
+        summary["model_uri"] = log_trained_model(client, run_id, model, cfg, outcome.classes)
+        return summary
+
+
+def final_accuracy(model: nn.Module, cfg: TrainConfig, outcome: TrainOutcome) -> dict:
+    """`<protocol>_*` of every evaluation protocol of the run: as the workers reported them after the
+    last epoch, else decoded afresh here."""
+    results = {}
+    for protocol in cfg.eval_protocols:
+        results.update(names.of_scope(outcome.metrics, protocol)
+                       or evaluate(model, cfg, outcome.classes, protocol))
+    return results
+
+
+def inference_cost(model: nn.Module, cfg: TrainConfig) -> dict:
+    """RS-AQ layers converted to integer shifts (in place: inference cost is that of the converted
+    model), then params, MACs and the standard CPU latency of the inference form."""
+    summary = {}
+    layers = attention_shift_layers(model)
+    if layers:
+        for layer in layers:
+            layer.convert_()
+        summary[names.REALISED_BUDGET] = realised_budget(layers)
+    prof = profile_model(model, name=cfg.model.name, frames=cfg.data.segments, size=cfg.data.crop_size)
+    summary.update({names.PARAMS: prof.inference_params, names.MACS: prof.macs,
+                    names.GMACS: prof.macs / 1e9, names.MPARAMS: prof.inference_params / 1e6})
+    # at the trial's own input size; few repeats, the minimum is the figure (trials share the machine),
+    # so it costs the trial a second or two
+    summary[names.LATENCY_MS] = measure_latency(model, cfg.data.segments, cfg.data.crop_size, warmup=1,
+                                                repeats=3)["latency_ms"]
+    return summary
+
+
+def log_artifacts(client, run_id: str, checkpoint_path: str, model: nn.Module) -> None:
+    """The training checkpoint, and a RubiksNet's learned-shift plots."""
+    client.log_artifact(run_id, checkpoint_path, artifact_path="checkpoint")
+    if isinstance(model, RubiksNet):
+        _log_shift_plots(client, run_id, model)
+
+
+def _log_shift_plots(client, run_id: str, model: RubiksNet) -> None:
+    from rubiks_service.models.shift_plots import plot_shift_scatter, plot_temporal_histograms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for fn, name in ((plot_temporal_histograms, "temporal_shift_histograms.png"),
+                         (plot_shift_scatter, "shift_scatter_3d.png")):
+            path = os.path.join(tmp, name)
+            fn(model, path)
+            client.log_artifact(run_id, path, artifact_path="plots")

@@ -1,0 +1,110 @@
+"""Where a run's clips come from: decoded by Ray Data every epoch, or sampled from the frame cache.
+
+Both are a `ClipSource`. On the driver it builds the run's {"train", "val"} Ray Datasets; in a
+Train worker it turns a dataset shard into one epoch of {clip, label, valid} batches for a clip
+mode; and it says which evaluation protocols the workers can run on their val shard at the end of
+the run (the others are decoded afresh on the driver, `trainer.evaluate`). `clip_source(cfg)` picks
+one from `data.cache_frames`; nothing else asks which one a run has.
+
+    DecodedClips   each epoch Ray Data's decoder actors decode, sample and augment the clips: the
+                   train dataset serves training, the val dataset the 1-clip check, nothing else.
+    CachedFrames   every video's frames decoded once on the driver and materialized; each epoch a
+                   worker shuffles its shard in its local buffer and samples and augments clips in
+                   the iterator's collate step, seeded by (seed, epoch): epochs differ, runs
+                   reproduce, and any protocol can be served from the same frames.
+"""
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterator
+
+from rubiks_service.data.clip_spec import ClipMode, ClipSpec
+from rubiks_service.data.decoders import ClipSampler
+from rubiks_service.data.ray_dataset import build_dataset
+
+from .config import TrainConfig
+from .metric_names import VAL_PROTOCOL
+
+
+def clip_spec(cfg: TrainConfig, mode: ClipMode | str) -> ClipSpec:
+    """The run's clips in `mode`: flips (and their label swaps) in training only."""
+    d = cfg.data
+    if mode == ClipMode.TRAIN:
+        return ClipSpec(segments=d.segments, crop_size=d.crop_size, mode=mode, flip=d.flip, flip_pairs=d.flip_pairs)
+    return ClipSpec(segments=d.segments, crop_size=d.crop_size, mode=mode)
+
+
+class ClipSource(abc.ABC):
+    """The run's datasets (driver) and each epoch's batches of a shard (worker)."""
+
+    cache_frames = False
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def dataset(self, manifest: str, mode: ClipMode | str, classes=None):
+        """(Ray Dataset, Manifest) of one manifest for clips in `mode`."""
+        d = self.cfg.data
+        return build_dataset(manifest, clip_spec(self.cfg, mode), data_root=d.data_root, classes=classes,
+                             batch_size=d.batch_size, decode_cpus=d.decode_cpus, cache_frames=self.cache_frames)
+
+    def datasets(self) -> tuple[dict, list[str]]:
+        """{"train", "val"} Ray Datasets and the class list (from the train manifest)."""
+        d = self.cfg.data
+        train, manifest = self.dataset(d.train_manifest, ClipMode.TRAIN)
+        val, _ = self.dataset(d.val_manifest, VAL_PROTOCOL, classes=manifest.classes)
+        return {"train": train, "val": val}, manifest.classes
+
+    @abc.abstractmethod
+    def batches(self, shard, mode: ClipMode, epoch: int) -> Iterator[dict]:
+        """One epoch of {clip, label, valid} torch batches from a worker's dataset shard."""
+
+    @abc.abstractmethod
+    def worker_protocols(self) -> list[ClipMode]:
+        """The end-of-run protocols the workers evaluate on their val shard."""
+
+
+class DecodedClips(ClipSource):
+    def batches(self, shard, mode: ClipMode, epoch: int) -> Iterator[dict]:
+        if mode not in (ClipMode.TRAIN, VAL_PROTOCOL):  # what the two datasets were decoded for
+            raise ValueError(f"decoded clips serve {ClipMode.TRAIN} and {VAL_PROTOCOL}, not {mode}")
+        return shard.iter_torch_batches(batch_size=self.cfg.data.batch_size)
+
+    def worker_protocols(self) -> list[ClipMode]:
+        return []  # the driver decodes the val manifest afresh for each protocol after the run
+
+
+class CachedFrames(ClipSource):
+    cache_frames = True
+
+    def datasets(self) -> tuple[dict, list[str]]:
+        d = self.cfg.data
+        start = time.perf_counter()
+        print(f"[data] decoding {d.train_manifest} and {d.val_manifest} once into the frame cache", flush=True)
+        datasets, classes = super().datasets()
+        print(f"[data] frame cache ready: {datasets['train'].count()} train + {datasets['val'].count()} val "
+              f"videos in {time.perf_counter() - start:.1f} s", flush=True)
+        return datasets, classes
+
+    def batches(self, shard, mode: ClipMode, epoch: int) -> Iterator[dict]:
+        from ray.data.collate_fn import NumpyBatchCollateFn
+
+        cfg = self.cfg
+        sampler = ClipSampler(clip_spec(cfg, mode), seed=cfg.seed, epoch=epoch)
+
+        class SampledClips(NumpyBatchCollateFn):  # Ray Data calls it in the worker's prefetch thread
+            def __call__(self, batch):
+                return sampler(batch)
+
+        shuffle = {"local_shuffle_buffer_size": cfg.data.shuffle_buffer, "local_shuffle_seed": cfg.seed * 1009 + epoch}
+        return shard.iter_torch_batches(batch_size=cfg.data.batch_size, collate_fn=SampledClips(),
+                                        **(shuffle if mode == ClipMode.TRAIN else {}))
+
+    def worker_protocols(self) -> list[ClipMode]:
+        # cached frames serve any protocol; the 1-clip one is the last validation, so it always comes
+        return sorted({VAL_PROTOCOL, *(ClipMode(p) for p in self.cfg.eval_protocols)})
+
+
+def clip_source(cfg: TrainConfig) -> ClipSource:
+    return CachedFrames(cfg) if cfg.data.cache_frames else DecodedClips(cfg)
