@@ -57,14 +57,3 @@ def test_measure_latency_standard_record_and_leaves_model_alone():
     assert model.training and not any(layer.converted for layer in attention_shift_layers(model))
     with pytest.raises(ValueError, match="repeats"):
         measure_latency(model, frames=4, size=32, repeats=0)
-
-
-def test_cli_json(capsys):
-    import json
-
-    from rubiks_service.cli import main
-
-    assert main(["profile", "rubiksnet-tiny", "--size", "64", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["params"] == 1_898_760 and out["stages"]["layer0"]["macs"] > 0
-    assert main(["profile", "rubiksnet-huge"]) == 2

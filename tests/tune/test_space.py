@@ -1,0 +1,100 @@
+"""Search spaces: grids expand into trial points, every trial a space can produce is validated
+before anything starts, and the shipped spaces mirror the paper's comparisons."""
+import glob
+import os
+
+import pytest
+
+from rubiks_service.config_files import ConfigError
+from rubiks_service.tune.space import load_space
+from tests.helpers.reference import REPO_ROOT
+from tests.helpers.training import training_config, write_yaml
+
+
+@pytest.fixture
+def base_yaml(tmp_path, colour_data):
+    return write_yaml(tmp_path / "base.yaml", training_config(colour_data, str(tmp_path / "runs")))
+
+
+def _space(tmp_path, base_yaml, **fields):
+    tree = {"name": "s", "base": base_yaml, "search": {"aq.budget": {"grid": [0.25, 0.5]}}, **fields}
+    return write_yaml(tmp_path / "space.yaml", tree)
+
+
+def test_good_space_expands_grid_and_extra_trials(tmp_path, base_yaml):
+    loaded = load_space(_space(tmp_path, base_yaml, search={
+        "aq.budget": {"grid": [0.25, 0.5]}, "model.name": {"grid": ["rubiksnet-nano", "rubiksnet-micro"]},
+        "optim.lr": {"loguniform": [0.001, 0.01]}},
+        extra_trials=[{"name": "per-frame", "set": {"model.temporal_shift": False}}]))
+    points = loaded.space.grid_points()
+    assert len(points) == 5 and points[-1]["label"] == "per-frame" and points[-1]["kind"] is None
+    assert [loaded.point_kind(p) for p in points] == ["rubiksnet"] * 4 + ["per-frame"]  # family from the config
+    assert points[0]["label"] == "budget=0.25,rubiksnet-nano"  # the model's name stands alone in a label
+    assert {p["set"]["aq.budget"] for p in points[:4]} == {0.25, 0.5}
+    cfg = loaded.trial_config({**points[0]["set"], "optim.lr": 0.002})
+    assert cfg.optim.lr == 0.002 and cfg.data.train_manifest.endswith("train.csv")
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"search": {"optim.lrr": {"grid": [0.1]}}}, "unknown training-config key 'optim.lrr'"),
+    ({"search": {"optim.lr": {"loguniform": [0.01, 0.001]}}}, "low < high"),
+    ({"search": {"optim.lr": {"loguniform": [0.0, 0.1]}}}, "positive"),
+    ({"search": {"optim.lr": {"grid": [0.1], "choice": [0.2]}}}, "exactly one"),
+    ({"search": {"optim.lr": {"grid": []}}}, "at least one"),
+    ({"search": {"model.variant": {"choice": ["rs", "bogus"]}}}, "model.variant"),
+    ({"search": {"aq.budget": {"uniform": [0.1, 2.0]}}}, "aq.budget"),
+    ({"extra_trials": [{"name": "b", "set": {"model.nope": 1}}]}, "model.nope"),
+    ({"extra_trials": [{"name": "b", "kind": "cnn"}]}, "extra_trials.0.kind"),
+    ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
+    ({"scheduler": {"type": "hyperband"}}, "scheduler.type"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_spaces_name_the_problem(tmp_path, base_yaml, fields, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
+        load_space(_space(tmp_path, base_yaml, **fields))
+
+
+def test_space_with_a_bad_base(tmp_path):
+    path = write_yaml(tmp_path / "space.yaml", {"name": "s", "base": str(tmp_path / "nope.yaml")})
+    with pytest.raises(ConfigError, match="not found"):
+        load_space(path)
+
+
+def test_shipped_spaces_are_valid():
+    spaces = glob.glob(os.path.join(REPO_ROOT, "tune_spaces", "*.yaml"))
+    assert spaces
+    for path in spaces:
+        assert load_space(path).space.grid_points()
+
+
+def _shipped_space(name):
+    path = os.path.join(REPO_ROOT, "tune_spaces", f"{name}.yaml")
+    loaded = load_space(path)
+    trials = [(p["label"], loaded.point_kind(p), loaded.trial_config(p["set"])) for p in loaded.space.grid_points()]
+    return open(path).read(), trials
+
+
+@pytest.mark.parametrize("name, mirrors", [
+    ("frontier", "Fig. 1"), ("ablation-fixed-vs-learned", "Table 4"), ("ablation-variants", "Table 5"),
+    ("ablation-lambda", "Eq. 9-10"), ("motion-demo", "Fig. 1"),
+])
+def test_comparison_spaces_mirror_the_paper(name, mirrors):
+    """Each comparison space says at its top which part of the paper it mirrors, and holds the trials
+    that make the comparison."""
+    text, trials = _shipped_space(name)
+    assert text.startswith("#") and mirrors in text.split("\nname:")[0]
+    models = [t[2].model for t in trials]
+    if name in ("frontier", "motion-demo"):
+        kinds = [t[1] for t in trials]
+        assert kinds.count("rubiksnet") >= 2 and kinds.count("tsm") >= 2 and kinds.count("per-frame") >= 1
+        assert len(trials) >= 6 and {m.name for m in models} >= {"tsm-nano", "tsm-micro", "rubiksnet-nano"}
+    elif name == "ablation-fixed-vs-learned":
+        assert {(m.fixed_shifts, m.shift_init) for m in models} >= {(True, "uniform"), (False, "tsm-grid"),
+                                                                   (False, "uniform")}
+    elif name == "ablation-variants":
+        pairs = {(m.variant, t[2].aq.budget if m.variant == "rs-aq" else None) for m, t in zip(models, trials)}
+        assert pairs == {("rs", None), ("rs-q", None), ("rs-aq", 0.125), ("rs-aq", 0.25), ("rs-aq", 0.5)}
+    else:
+        got = {(m.temporal_factor, m.grad_norm_form, m.normalize_grad) for m in models}
+        assert {(lam, form, True) for lam in (0.1, 1.0, 10.0, "auto") for form in ("release", "paper")} <= got
+        assert any(not m.normalize_grad for m in models) and {m.variant for m in models} == {"rs"}
