@@ -42,7 +42,7 @@ def _train(args: argparse.Namespace) -> int:
     from rubiks_service.config_files import ConfigError
     from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
     from rubiks_service.train.config import load_config
-    from rubiks_service.tune.trial import run_tracked_training
+    from rubiks_service.tracking.tracked_training import run_tracked_training
 
     try:
         cfg = load_config(args.config, args.set)

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from rubiks_service.train.config import ConfigError
+from rubiks_service.config_files import ConfigError
 
 from .spec import BUNDLE_ENV, bundle_job
 from .store import ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, JobStore

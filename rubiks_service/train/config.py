@@ -13,13 +13,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rubiks_service.config_files import ConfigError, StrictModel, apply_overrides, beside, read_yaml, validate_as
+from rubiks_service.data.clip_spec import ClipMode
 from rubiks_service.models import MODEL_NAMES, MODELS, VARIANTS, ModelEntry, model_entry
 from rubiks_service.ops.grad_norm import GRAD_NORM_FORMS
 from rubiks_service.ops.modules import SHIFT_INITS
 
 __all__ = ["ConfigError", "EVAL_PROTOCOLS", "ModelConfig", "TrainConfig", "load_config", "validate"]
 
-EVAL_PROTOCOLS = ("1clip", "2clip")
+# the clip modes that are evaluation protocols, as the plain strings a config holds
+EVAL_PROTOCOLS = tuple(mode.value for mode in ClipMode if mode is not ClipMode.TRAIN)
 
 
 class ModelConfig(StrictModel):

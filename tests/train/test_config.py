@@ -81,19 +81,22 @@ def test_bad_override(base_yaml):
 
 
 def test_model_choices_are_the_models_own():
-    """One list of each: the config's choices are the tuples of the models and ops that implement them."""
+    """One list of each: the config's choices are the tuples of the models, ops and clip modes that implement them."""
     from typing import get_args
 
+    from rubiks_service.data.clip_spec import ClipMode
     from rubiks_service.models import MODELS, VARIANTS
     from rubiks_service.ops.grad_norm import GRAD_NORM_FORMS
     from rubiks_service.ops.modules import SHIFT_INITS
-    from rubiks_service.train.config import ModelConfig
+    from rubiks_service.train.config import EVAL_PROTOCOLS, ModelConfig, TrainConfig
 
     fields = ModelConfig.model_fields
     assert get_args(fields["variant"].annotation) == VARIANTS
     assert get_args(fields["grad_norm_form"].annotation) == GRAD_NORM_FORMS
     assert get_args(fields["shift_init"].annotation) == SHIFT_INITS
     assert all(set(entry.options) < set(fields) for entry in MODELS.values())
+    assert get_args(get_args(TrainConfig.model_fields["eval_protocols"].annotation)[0]) == EVAL_PROTOCOLS
+    assert {ClipMode(p) for p in EVAL_PROTOCOLS} == set(ClipMode) - {ClipMode.TRAIN}
 
 
 def test_the_typed_config_travels_as_it_is(base_yaml):
