@@ -4,6 +4,8 @@ import torch
 
 from rubiks_service.ops import rubiks_shift2d, rubiks_shift3d
 
+from ._helpers import cpu_and_cuda, needs_cuda, needs_extension
+
 
 @pytest.mark.parametrize(
     "x,shift,kwargs,exc,match",
@@ -37,17 +39,39 @@ def test_2d_bad_input():
         rubiks_shift2d(torch.randn(2, 3, 4, 5), torch.rand(3, 3))
 
 
-def test_raw_ops_reject_bad_input_without_crashing():
-    """Calling torch.ops.rubiks.* directly bypasses the Python checks; the C++ ones still hold."""
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_dtype_mismatch_outside_autocast(device):
+    x = torch.randn(1, 2, 3, 4, 4, device=device)
+    with pytest.raises(TypeError, match="dtype mismatch"):
+        rubiks_shift3d(x, torch.rand(3, 3, device=device, dtype=torch.float64))
+
+
+@needs_cuda
+def test_tensors_on_two_devices():
+    with pytest.raises(ValueError, match="is on"):
+        rubiks_shift3d(torch.randn(1, 2, 3, 4, 4, device="cuda"), torch.rand(3, 3))  # shift on the CPU
+
+
+@needs_extension
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_raw_ops_reject_bad_input_without_crashing(device):
+    """Calling torch.ops.rubiks.* directly bypasses the Python checks; the C++ guards still hold."""
     ops = torch.ops.rubiks
+
+    def randn(*size):
+        return torch.randn(*size, device=device)
+
+    def rand(*size):
+        return torch.rand(*size, device=device)
+
     with pytest.raises(RuntimeError, match=r"shift must have shape \(3, C\)"):
-        ops.shift3d(torch.randn(1, 2, 3, 4, 4), torch.rand(3, 5), [1, 1, 1], [0, 0, 0], False)
+        ops.shift3d(randn(1, 2, 3, 4, 4), rand(3, 5), [1, 1, 1], [0, 0, 0], False)
     with pytest.raises(RuntimeError, match="dtype mismatch"):
-        ops.shift3d(torch.randn(1, 2, 3, 4, 4), torch.rand(3, 3).double(), [1, 1, 1], [0, 0, 0], False)
+        ops.shift3d(randn(1, 2, 3, 4, 4), rand(3, 3).double(), [1, 1, 1], [0, 0, 0], False)
     with pytest.raises(RuntimeError, match="empty output"):
-        ops.shift3d(torch.randn(1, 2, 3, 4, 4), torch.rand(3, 3), [1, 1, 1], [0, 0, 0], False)[:0]
-        ops.shift3d(torch.randn(1, 2, 3, 0, 4), torch.rand(3, 3), [1, 1, 1], [0, 0, 0], False)
+        ops.shift3d(randn(1, 2, 3, 4, 4), rand(3, 3), [1, 1, 1], [0, 0, 0], False)[:0]
+        ops.shift3d(randn(1, 2, 3, 0, 4), rand(3, 3), [1, 1, 1], [0, 0, 0], False)
     with pytest.raises(RuntimeError, match="grad_out has shape"):
-        ops.shift3d_grad_shift(torch.randn(1, 2, 3, 4, 5), torch.randn(1, 2, 3, 4, 4), torch.rand(3, 3), [1, 1, 1], [0, 0, 0])
+        ops.shift3d_grad_shift(randn(1, 2, 3, 4, 5), randn(1, 2, 3, 4, 4), rand(3, 3), [1, 1, 1], [0, 0, 0])
     with pytest.raises(RuntimeError, match="stride must be >= 1"):
-        ops.shift2d(torch.randn(1, 3, 4, 4), torch.rand(2, 3), [0, 1], [0, 0], False)
+        ops.shift2d(randn(1, 3, 4, 4), rand(2, 3), [0, 1], [0, 0], False)

@@ -1,48 +1,28 @@
-"""CUDA kernels of the shift ops (ext/cuda/): agreement with the CPU kernels in
-value and gradients, gradcheck, opcheck, torch.compile, autocast, odd layouts.
+"""What only the CUDA kernels (ext/cuda/) have: agreement with the CPU kernels in
+value and gradients in every dtype and work split, streams and device guards,
+autocast, 64-bit offsets. The rest of the op tests run on CUDA too, through their
+`device` parameter.
 
 Runs only where torch sees a GPU; everything here is skipped on a CPU-only
 machine. The CPU kernels are the reference (they are tested against independent
 formulations in test_forward.py / test_gradients.py / test_properties.py).
 
-Tolerances: float64 1e-10, float32 1e-5 (the shift gradient, a sum over N*T*H*W
-terms, to 1e-5 of its largest entry); float16 2e-3 and bfloat16 1.6e-2 relative
-(a few units of the last place of the stored result; the kernels accumulate in
-float32), against float64 on the same rounded inputs.
+Tolerances (_helpers.DTYPE_TOL): float64 1e-10, float32 1e-5 (the shift gradient, a
+sum over N*T*H*W terms, to 1e-5 of its largest entry); float16 2e-3 and bfloat16
+1.6e-2 relative, against float64 on the same rounded inputs.
 """
 import pytest
 import torch
-from torch.autograd import gradcheck
-from torch.library import opcheck
 
-from rubiks_service.ops import RubiksShift3d, has_kernel, rubiks_shift2d, rubiks_shift3d
+from rubiks_service.ops import RubiksShift3d, rubiks_shift2d, rubiks_shift3d
 from rubiks_service.ops._checks import output_shape
 
-from ._helpers import off_integer_shift
-from .test_registration import _Block, check_backward_ops
-
-CUDA = torch.cuda.is_available()
-HAS_CUDA_KERNEL = CUDA and has_kernel(torch.device("cuda"))
+from ._helpers import CUDA, DTYPE_TOL, HAS_CUDA_KERNEL, SPLIT_GEOMETRIES, eager_and_compiled, needs_cuda
 
 pytestmark = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
-needs_kernel = pytest.mark.skipif(
-    CUDA and not HAS_CUDA_KERNEL, reason="the extension was built without its CUDA kernels"
-)
 
 OPS = torch.ops.rubiks
 DEV = "cuda"
-
-GEOMETRIES = [
-    ((2, 5, 4, 7, 9), (1, 1, 1), (0, 0, 0)),
-    ((2, 8, 6, 8, 8), (1, 2, 2), (0, 0, 0)),
-    ((1, 6, 3, 9, 7), (1, 2, 2), (0, 1, 1)),
-    ((3, 4, 5, 6, 5), (2, 3, 1), (1, 0, 2)),
-    ((3, 300, 2, 4, 4), (1, 1, 1), (0, 0, 0)),  # many small planes: several chunks per channel
-    ((1, 3, 2, 100, 97), (2, 1, 2), (1, 1, 0)),  # planes larger than a block's share
-    ((2, 1, 3, 1, 5), (1, 1, 1), (0, 0, 0)),  # size-1 axes
-    ((2, 3, 2, 5, 1), (3, 3, 3), (2, 2, 2)),  # padding larger than the input
-]
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
 def _problem(shape, dtype=torch.float64, span=3.0):
@@ -76,8 +56,8 @@ def test_cuda_kernels_are_built():
     )
 
 
-@needs_kernel
-@pytest.mark.parametrize("shape,stride,padding", GEOMETRIES)
+@needs_cuda
+@pytest.mark.parametrize("shape,stride,padding", SPLIT_GEOMETRIES)
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matches_cpu(shape, stride, padding, quantize, dtype):
@@ -86,14 +66,14 @@ def test_matches_cpu(shape, stride, padding, quantize, dtype):
     out_c, gx_c, gs_c, grad = _all_grads(x, shift, stride, padding, quantize)
     out_g, gx_g, gs_g, _ = _all_grads(x.to(DEV), shift.to(DEV), stride, padding, quantize, grad.to(DEV))
     assert out_g.device.type == "cuda" and out_g.dtype == dtype
-    tol = TOL[dtype]
+    tol = DTYPE_TOL[dtype]
     _close(out_g, out_c, tol)
     _close(gx_g, gx_c, tol)
     _close(gs_g, gs_c, tol, scale_atol=True)
 
 
-@needs_kernel
-@pytest.mark.parametrize("shape,stride,padding", GEOMETRIES)
+@needs_cuda
+@pytest.mark.parametrize("shape,stride,padding", SPLIT_GEOMETRIES)
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_types_match_float64(shape, stride, padding, quantize, dtype):
@@ -104,45 +84,13 @@ def test_half_types_match_float64(shape, stride, padding, quantize, dtype):
         x.to(DEV, dtype), shift.to(DEV, dtype), stride, padding, quantize, grad.to(DEV, dtype)
     )
     assert out_g.dtype == gx_g.dtype == gs_g.dtype == dtype
-    tol = TOL[dtype]
+    tol = DTYPE_TOL[dtype]
     _close(out_g, out_c, tol)
     _close(gx_g, gx_c, tol)
     _close(gs_g, gs_c, tol, scale_atol=True)
 
 
-@needs_kernel
-def test_integer_shift_is_exact_in_every_dtype():
-    x = torch.randn(2, 6, 5, 7, 8)
-    shift = torch.randint(-3, 4, (3, 5)).float()
-    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
-        xd = x.to(dtype)
-        expected = rubiks_shift3d(xd.double(), shift.double(), (1, 2, 1), (0, 1, 2)).to(dtype)
-        out = rubiks_shift3d(xd.to(DEV), shift.to(DEV, dtype), (1, 2, 1), (0, 1, 2))
-        assert torch.equal(out.cpu(), expected), dtype
-
-
-@needs_kernel
-@pytest.mark.parametrize("shape,stride,padding", GEOMETRIES[:4])
-@pytest.mark.parametrize("contiguous", [True, False])
-def test_gradcheck_3d(shape, stride, padding, contiguous):
-    x = torch.randn(shape, dtype=torch.float64, device=DEV)
-    if not contiguous:
-        x = x.transpose(3, 4).contiguous().transpose(3, 4)
-        assert not x.is_contiguous()
-    x.requires_grad_()
-    shift = off_integer_shift(3, shape[2], device=DEV).requires_grad_()
-    assert gradcheck(lambda a, b: rubiks_shift3d(a, b, stride, padding), (x, shift))
-
-
-@needs_kernel
-@pytest.mark.parametrize("stride,padding", [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((3, 1), (0, 2))])
-def test_gradcheck_2d(stride, padding):
-    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, device=DEV, requires_grad=True)
-    shift = off_integer_shift(2, 3, device=DEV).requires_grad_()
-    assert gradcheck(lambda a, b: rubiks_shift2d(a, b, stride, padding), (x, shift))
-
-
-@needs_kernel
+@needs_cuda
 @pytest.mark.parametrize("stride,padding", [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((1, 3), (2, 0))])
 @pytest.mark.parametrize("quantize", [False, True])
 def test_2d_matches_cpu(stride, padding, quantize):
@@ -160,72 +108,7 @@ def test_2d_matches_cpu(stride, padding, quantize):
         _close(g, c, 1e-10)
 
 
-@needs_kernel
-def test_quantized_gradients_are_straight_through():
-    x = torch.randn(2, 6, 4, 7, 7, dtype=torch.float64, device=DEV, requires_grad=True)
-    shift = off_integer_shift(3, 4, device=DEV).requires_grad_()
-    grad = torch.randn(2, 6, 4, 7, 7, dtype=torch.float64, device=DEV)
-    gx_q, gs_q = torch.autograd.grad(rubiks_shift3d(x, shift, quantize=True), (x, shift), grad)
-    (gs_interp,) = torch.autograd.grad(rubiks_shift3d(x, shift), shift, grad)
-    torch.testing.assert_close(gs_q, gs_interp, atol=0, rtol=0)
-    (gx_rounded,) = torch.autograd.grad(rubiks_shift3d(x, torch.floor(shift.detach() + 0.5)), x, grad)
-    torch.testing.assert_close(gx_q, gx_rounded, atol=0, rtol=0)
-
-
-@needs_kernel
-def test_shift_gradient_is_deterministic():
-    """The shift-gradient reduction uses no atomics: repeated runs agree bit for bit."""
-    x = torch.randn(4, 8, 12, 30, 30, device=DEV)
-    shift = torch.rand(3, 12, device=DEV) * 4 - 2
-    grad = torch.randn(4, 8, 12, 30, 30, device=DEV)
-    first = OPS.shift3d_grad_shift(grad, x, shift, [1, 1, 1], [0, 0, 0])
-    for _ in range(3):
-        assert torch.equal(OPS.shift3d_grad_shift(grad, x, shift, [1, 1, 1], [0, 0, 0]), first)
-
-
-@needs_kernel
-def test_non_contiguous_inputs():
-    base = torch.randn(2, 6, 4, 7, 5, dtype=torch.float64, device=DEV)
-    x = base.permute(0, 1, 2, 4, 3).requires_grad_()  # (2, 6, 4, 5, 7), not contiguous
-    shift = off_integer_shift(4, 3, device=DEV).t().requires_grad_()  # (3, 4), not contiguous
-    assert not x.is_contiguous() and not shift.is_contiguous()
-    out = rubiks_shift3d(x, shift, (1, 2, 1), (0, 1, 0))
-    grad = torch.randn(out.shape[::-1], dtype=torch.float64, device=DEV).permute(4, 3, 2, 1, 0)
-    assert not grad.is_contiguous()
-    gx, gs = torch.autograd.grad(out, (x, shift), grad)
-    xc = x.detach().contiguous().requires_grad_()
-    sc = shift.detach().contiguous().requires_grad_()
-    out_c = rubiks_shift3d(xc, sc, (1, 2, 1), (0, 1, 0))
-    gx_c, gs_c = torch.autograd.grad(out_c, (xc, sc), grad.contiguous())
-    torch.testing.assert_close(out, out_c, atol=0, rtol=0)
-    torch.testing.assert_close(gx, gx_c, atol=0, rtol=0)
-    torch.testing.assert_close(gs, gs_c, atol=0, rtol=0)
-
-
-@needs_kernel
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_empty_batch(dtype):
-    x = torch.randn(0, 4, 3, 5, 5, device=DEV, dtype=dtype, requires_grad=True)
-    shift = torch.rand(3, 3, device=DEV, dtype=dtype, requires_grad=True)
-    out = rubiks_shift3d(x, shift, (1, 2, 2), (0, 1, 1))
-    assert out.shape == (0, 4, 3, 4, 4) and out.device.type == "cuda"
-    out.sum().backward()
-    assert x.grad.shape == x.shape
-    assert torch.equal(shift.grad, torch.zeros(3, 3, device=DEV, dtype=dtype))
-
-
-@needs_kernel
-def test_empty_input_axis_with_padding_reads_zeros():
-    """T = 0 with padding 1 still has output frames ((0 + 2 - 1) // 1 + 1 = 2), all zero."""
-    x = torch.randn(2, 0, 3, 4, 4, device=DEV)
-    shift = torch.rand(3, 3, device=DEV)
-    out = OPS.shift3d(x, shift, [1, 1, 1], [1, 0, 0], False)
-    assert out.shape == (2, 2, 3, 4, 4) and not out.any()
-    gs = OPS.shift3d_grad_shift(torch.randn_like(out), x, shift, [1, 1, 1], [1, 0, 0])
-    assert not gs.any()
-
-
-@needs_kernel
+@needs_cuda
 def test_side_stream_and_device_guard():
     x = torch.randn(2, 5, 4, 9, 9, device=DEV)
     shift = torch.rand(3, 4, device=DEV) * 2 - 1
@@ -244,44 +127,6 @@ def test_side_stream_and_device_guard():
         _close(out1, expected, 1e-5)
 
 
-@needs_kernel
-def test_bad_input_on_cuda():
-    x = torch.randn(1, 2, 3, 4, 4, device=DEV)
-    with pytest.raises(ValueError, match="is on"):
-        rubiks_shift3d(x, torch.rand(3, 3))  # shift on the CPU
-    with pytest.raises(TypeError, match="dtype mismatch"):  # outside autocast
-        rubiks_shift3d(x, torch.rand(3, 3, device=DEV, dtype=torch.float64))
-    with pytest.raises(RuntimeError, match="dtype mismatch"):
-        OPS.shift3d(x, torch.rand(3, 3, device=DEV).double(), [1, 1, 1], [0, 0, 0], False)
-    with pytest.raises(RuntimeError, match=r"shift must have shape \(3, C\)"):
-        OPS.shift3d(x, torch.rand(3, 5, device=DEV), [1, 1, 1], [0, 0, 0], False)
-
-
-# ---- registration: opcheck, torch.compile ------------------------------------
-
-def _opcheck_cases():
-    for stride, padding in [([1, 1, 1], [0, 0, 0]), ([1, 2, 2], [0, 1, 1])]:
-        for quantize in (False, True):
-            for dtype in (torch.float64, torch.bfloat16):
-                x = torch.randn(2, 4, 3, 6, 5, dtype=dtype, device=DEV, requires_grad=True)
-                shift = off_integer_shift(3, 3, device=DEV).to(dtype).requires_grad_()
-                yield OPS.shift3d.default, (x, shift, stride, padding, quantize)
-                x2 = torch.randn(2, 3, 6, 5, dtype=dtype, device=DEV, requires_grad=True)
-                shift2 = off_integer_shift(2, 3, device=DEV).to(dtype).requires_grad_()
-                yield OPS.shift2d.default, (x2, shift2, stride[1:], padding[1:], quantize)
-
-
-@needs_kernel
-def test_opcheck_forward():
-    for op, args in _opcheck_cases():
-        opcheck(op, args)
-
-
-@needs_kernel
-def test_opcheck_backward_ops():
-    check_backward_ops(DEV)
-
-
 class _AmpBlock(torch.nn.Module):
     """1x1 conv -> shift -> 1x1 conv: under autocast the shift meets low-precision features."""
 
@@ -298,42 +143,9 @@ class _AmpBlock(torch.nn.Module):
         return self.post(y.reshape(n * t, c, h, w)).reshape(n, t, c, h, w)
 
 
-@pytest.fixture
-def no_tf32():
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def _eager_and_compiled(model, x, autocast_dtype=None):
-    def step(m):
-        model.zero_grad()
-        with torch.autocast(DEV, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            out = m(x)
-        out.float().square().mean().backward()
-        return out.detach(), [p.grad.clone() for p in model.parameters()]
-
-    torch._dynamo.reset()
-    eager = step(model)
-    compiled = step(torch.compile(model, fullgraph=True))
-    return eager, compiled
-
-
-@needs_kernel
-@pytest.mark.slow
-def test_torch_compile_fullgraph_matches_eager(no_tf32):
-    model = _Block(8).to(DEV)
-    x = torch.randn(2, 4, 8, 10, 10, device=DEV)
-    (out_e, grads_e), (out_c, grads_c) = _eager_and_compiled(model, x)
-    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
-    for g_c, g_e in zip(grads_c, grads_e):
-        torch.testing.assert_close(g_c, g_e, atol=1e-5, rtol=1e-5)
-
-
 # ---- autocast -----------------------------------------------------------------
 
-@needs_kernel
+@needs_cuda
 @pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
 def test_autocast_runs_in_the_dtype_of_x(amp_dtype):
     """Under autocast a float32 shift parameter meets low-precision features: the op
@@ -362,7 +174,7 @@ def test_autocast_runs_in_the_dtype_of_x(amp_dtype):
     assert out32.dtype == torch.float32
 
 
-@needs_kernel
+@needs_cuda
 def test_autocast_2d_and_module():
     x = torch.randn(2, 6, 9, 9, device=DEV).to(torch.bfloat16)
     shift = torch.nn.Parameter(torch.rand(2, 6, device=DEV) - 0.5)
@@ -379,12 +191,12 @@ def test_autocast_2d_and_module():
     assert module.shift.grad.dtype == torch.float32 and torch.isfinite(module.shift.grad).all()
 
 
-@needs_kernel
+@needs_cuda
 @pytest.mark.slow
 def test_torch_compile_under_autocast():
     model = _AmpBlock(8).to(DEV)
     x = torch.randn(2, 4, 8, 10, 10, device=DEV)
-    (out_e, grads_e), (out_c, grads_c) = _eager_and_compiled(model, x, torch.bfloat16)
+    (out_e, grads_e), (out_c, grads_c) = eager_and_compiled(model, x, torch.bfloat16)
     assert out_e.dtype == out_c.dtype == torch.bfloat16
     torch.testing.assert_close(out_c.float(), out_e.float(), atol=5e-2, rtol=5e-2)
     for g_c, g_e in zip(grads_c, grads_e):
@@ -394,7 +206,7 @@ def test_torch_compile_under_autocast():
 
 # ---- 64-bit offsets -------------------------------------------------------------
 
-@needs_kernel
+@needs_cuda
 @pytest.mark.slow
 def test_more_than_2_31_elements():
     """A tensor past 2^31 elements (whole-tensor offsets need 64 bits): integer shifts

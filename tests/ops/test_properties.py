@@ -1,10 +1,14 @@
-"""Property tests: over random shapes, shifts, strides and paddings the compiled op
-agrees with the pure-PyTorch reference in value and in both gradients."""
+"""Property tests: over random shapes, shifts, strides and paddings the compiled op, on
+every device, agrees with the pure-PyTorch reference on the CPU in value and in both
+gradients."""
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rubiks_service.ops import reference, rubiks_shift2d, rubiks_shift3d
+
+from ._helpers import cpu_and_cuda
 
 sizes = st.integers(1, 7)
 strides = st.integers(1, 3)
@@ -27,12 +31,12 @@ def problems(draw, rank):
     return shape, torch.tensor(shift, dtype=torch.float64).reshape(rank, c), stride, padding, quantize
 
 
-def _check(op, ref, problem, seed):
+def _check(op, ref, problem, seed, device):
     shape, shift, stride, padding, quantize = problem
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, dtype=torch.float64, generator=gen).requires_grad_()
     shift = shift.clone().requires_grad_()
-    out = op(x, shift, stride, padding, quantize)
+    out = op(x.to(device), shift.to(device), stride, padding, quantize).cpu()  # grads reach the CPU leaves
     expected = ref(x, shift, stride, padding, quantize)
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=1e-12)
     grad = torch.randn(out.shape, dtype=torch.float64, generator=gen)
@@ -45,11 +49,13 @@ def _check(op, ref, problem, seed):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("device", cpu_and_cuda())
 @given(problems(3), st.integers(0, 2**31 - 1))
-def test_shift3d_agrees_with_reference(problem, seed):
-    _check(rubiks_shift3d, reference.shift3d, problem, seed)
+def test_shift3d_agrees_with_reference(device, problem, seed):
+    _check(rubiks_shift3d, reference.shift3d, problem, seed, device)
 
 
+@pytest.mark.parametrize("device", cpu_and_cuda())
 @given(problems(2), st.integers(0, 2**31 - 1))
-def test_shift2d_agrees_with_reference(problem, seed):
-    _check(rubiks_shift2d, reference.shift2d, problem, seed)
+def test_shift2d_agrees_with_reference(device, problem, seed):
+    _check(rubiks_shift2d, reference.shift2d, problem, seed, device)

@@ -1,36 +1,33 @@
-"""torch.library registration: opcheck on every op, torch.compile(fullgraph=True)."""
+"""torch.library registration on every device: opcheck on every op, torch.compile(fullgraph=True)."""
 import pytest
 import torch
 from torch.library import opcheck
 
-from rubiks_service.ops import RubiksShift3d, has_kernel
+from ._helpers import ShiftConvBlock, cpu_and_cuda, eager_and_compiled, needs_extension, off_integer_shift
 
-from ._helpers import off_integer_shift
-
-pytestmark = pytest.mark.skipif(not has_kernel(torch.device("cpu")), reason="compiled extension not built")
+pytestmark = needs_extension
 
 OPS = torch.ops.rubiks
+# dtypes opcheck runs the forward ops in: float64, and on the GPU a half type too
+OPCHECK_DTYPES = {"cpu": (torch.float64,), "cuda": (torch.float64, torch.bfloat16)}
 
 
-def _forward_cases():
-    for stride, padding in [([1, 1, 1], [0, 0, 0]), ([1, 2, 2], [0, 1, 1])]:
-        for quantize in (False, True):
-            x = torch.randn(2, 4, 3, 6, 5, dtype=torch.float64, requires_grad=True)
-            shift = off_integer_shift(3, 3).requires_grad_()
-            yield OPS.shift3d.default, (x, shift, stride, padding, quantize)
-            x2 = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
-            shift2 = off_integer_shift(2, 3).requires_grad_()
-            yield OPS.shift2d.default, (x2, shift2, stride[1:], padding[1:], quantize)
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("rank", [3, 2])
+@pytest.mark.parametrize("stride,padding", [([1, 1, 1], [0, 0, 0]), ([1, 2, 2], [0, 1, 1])])
+@pytest.mark.parametrize("quantize", [False, True])
+def test_opcheck_forward(quantize, stride, padding, rank, device):
+    op = OPS.shift3d.default if rank == 3 else OPS.shift2d.default
+    shape = (2, 4, 3, 6, 5) if rank == 3 else (2, 3, 6, 5)
+    stride, padding = stride[3 - rank :], padding[3 - rank :]
+    for dtype in OPCHECK_DTYPES[device]:
+        x = torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
+        shift = off_integer_shift(rank, 3, device=device).to(dtype).requires_grad_()
+        opcheck(op, (x, shift, stride, padding, quantize))
 
 
-@pytest.mark.parametrize("case", list(_forward_cases()), ids=lambda c: str(c[0]))
-def test_opcheck_forward(case):
-    op, args = case
-    opcheck(op, args)
-
-
-def check_backward_ops(device: str = "cpu") -> None:
-    """opcheck on the four gradient ops (shared with the CUDA tests)."""
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_opcheck_backward_ops(device):
     x = torch.randn(2, 4, 3, 6, 5, dtype=torch.float64, device=device)
     shift = off_integer_shift(3, 3, device=device)
     grad = torch.randn(2, 4, 3, 3, 3, dtype=torch.float64, device=device)
@@ -41,35 +38,11 @@ def check_backward_ops(device: str = "cpu") -> None:
     opcheck(OPS.shift2d_grad_shift.default, (grad2, x2, shift2, [2, 2], [0, 0]))
 
 
-def test_opcheck_backward_ops():
-    check_backward_ops("cpu")
-
-
-class _Block(torch.nn.Module):
-    """shift -> 1x1 conv, the RubiksNet building pattern."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.shift = RubiksShift3d(c, stride=(1, 2, 2))
-        self.conv = torch.nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        y = self.shift(x)
-        n, t, c, h, w = y.shape
-        return self.conv(y.reshape(n * t, c, h, w)).reshape(n, t, c, h, w)
-
-
-def test_torch_compile_fullgraph_matches_eager():
-    torch._dynamo.reset()
-    model = _Block(8)
-    x = torch.randn(2, 4, 8, 10, 10)
-    eager_out = model(x)
-    eager_out.square().mean().backward()
-    eager_grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    compiled = torch.compile(model, fullgraph=True)
-    out = compiled(x)
-    out.square().mean().backward()
-    torch.testing.assert_close(out, eager_out, atol=1e-5, rtol=1e-5)
-    for p, g in zip(model.parameters(), eager_grads):
-        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-5)
+@pytest.mark.parametrize("device", cpu_and_cuda(pytest.mark.slow))
+def test_torch_compile_fullgraph_matches_eager(device, no_tf32):
+    model = ShiftConvBlock(8).to(device)
+    x = torch.randn(2, 4, 8, 10, 10, device=device)
+    (out_e, grads_e), (out_c, grads_c) = eager_and_compiled(model, x)
+    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
+    for g_c, g_e in zip(grads_c, grads_e):
+        torch.testing.assert_close(g_c, g_e, atol=1e-5, rtol=1e-5)
