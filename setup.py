@@ -18,7 +18,9 @@ def _sources(pattern):
 
 
 def _extension():
-    cxx = ["-O3", "-fopenmp-simd", "-std=c++17"]
+    # -fopenmp, not just -fopenmp-simd: without it at::parallel_for compiles to a serial loop in the
+    # kernels (ATen picks its OpenMP path by _OPENMP); libgomp is the one torch already loads
+    cxx = ["-O3", "-fopenmp", "-std=c++17"]
     if os.environ.get("RUBIKS_NATIVE", "0") == "1":  # opt in: binaries stay portable by default
         cxx.append("-march=native")
     sources = _sources("ext/*.cpp") + _sources("ext/cpu/*.cpp")
@@ -33,8 +35,10 @@ def _extension():
             sources + cuda_sources,
             define_macros=[("RUBIKS_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
+            extra_link_args=["-fopenmp"],
         )
-    return cpp_extension.CppExtension("rubiks_service._C", sources, extra_compile_args=cxx)
+    return cpp_extension.CppExtension("rubiks_service._C", sources, extra_compile_args=cxx,
+                                      extra_link_args=["-fopenmp"])
 
 
 def _torch_has_cuda():

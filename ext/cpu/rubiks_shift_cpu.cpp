@@ -2,8 +2,9 @@
 // gradient). Layout (N, T, C, H, W), contiguous. Every kernel walks (n, t, c)
 // planes in memory order, in parallel through ATen's OpenMP thread pool, and
 // works row by row: a row of the result is a weighted sum of at most 4 source
-// rows (2 T taps x 2 H taps), each read with the 2 W taps. Interiors run as
-// unit-stride loops the compiler vectorises; only the edges check bounds.
+// rows (2 T taps x 2 H taps), each read with the 2 W taps, written in one pass
+// (row_gather.h). Interiors run as unit-stride loops the compiler vectorises;
+// only the edges check bounds.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -12,6 +13,7 @@
 
 #include "../rubiks_shift_prologue.h"
 #include "channel_taps.h"
+#include "row_gather.h"
 
 namespace rubiks {
 namespace {
@@ -136,18 +138,23 @@ void apply_stencil(const T* src, T* dst, const Sizes& sz, const std::vector<Chan
       const ChannelTaps& tp = taps[c];
       const RowTaps row_taps(tp[2]);
       const AxisSources ts(tp[0], td);
+      const GatherTaps gather_taps(tp[2]);
       T* out = dst + p * dst_plane;
       for (int64_t hd = 0; hd < Hd; ++hd) {
         T* orow = out + hd * Wd;
-        std::fill(orow, orow + Wd, T(0));
         const AxisSources hs(tp[1], hd);
+        RowSources<T> rows;
         for (int a = 0; a < ts.count; ++a) {
           const T* plane = src + ((n * Ts + ts.index[a]) * C + c) * src_plane;
-          for (int b = 0; b < hs.count; ++b) {
-            const T wr = static_cast<T>(ts.weight[a] * hs.weight[b]);
-            accumulate_row(orow, plane + hs.index[b] * sz.src[2], wr, row_taps);
-          }
+          for (int b = 0; b < hs.count; ++b)
+            rows.add(plane + hs.index[b] * sz.src[2], ts.weight[a] * hs.weight[b]);
         }
+        if (!row_taps.ax.adjoint) {  // a gather along W: every element written once
+          gather_row(orow, rows, gather_taps);
+          continue;
+        }
+        std::fill(orow, orow + Wd, T(0));  // strided adjoint: sparse taps, accumulated per row
+        for (int r = 0; r < rows.count; ++r) accumulate_row(orow, rows.row[r], rows.weight[r], row_taps);
       }
     }
   });
