@@ -8,9 +8,13 @@ hits all of them alike. Reported: min and median latency over the rounds, GMAC/s
 (MACs per clip from models/profile.py, the paper's convention, times the batch),
 and TSM/RubiksNet time ratios beside the MAC ratios. Then one training step
 (train mode, forward + backward + SGD step) at batch 8, also interleaved.
+With --profile, the per-op profile (self CPU time, top ops' share) of one
+model's inference form at batch 1.
 
     python bench/bench_models_cpu.py --out bench/results/models-cpu-$(date +%F)-<machine>.json
     python bench/bench_models_cpu.py --quick --json          # fewer rounds, stdout holds only JSON
+    python bench/bench_models_cpu.py --batches 1 --train-batch 0 --models rubiksnet-tiny rubiksnet-large \
+        tsm-r18 tsm-r50 --profile                              # + where rubiksnet-tiny's time goes
 """
 from __future__ import annotations
 
@@ -143,6 +147,24 @@ def _train_phase(names, variant, macs, batch, frames, size, num_classes, warmup,
     return {"latency": rows, "ratios": _ratios(rows, macs, "train")}
 
 
+def _op_profile(model: torch.nn.Module, frames: int, size: int, calls: int = 3, top: int = 8) -> dict:
+    """Where the time of one batch-1 forward goes: self CPU time per op (torch.profiler), the top ops
+    and their share of the total, so a result says what limits the model."""
+    clips = torch.randn(1, frames, 3, size, size)
+    with torch.inference_mode():
+        model(clips)  # warm-up outside the profile
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                model(clips)
+    events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(us for _, us in events)
+    ranked = sorted(events, key=lambda e: -e[1])
+    rows = [{"op": key, "self_ms_per_call": round(us / calls / 1e3, 2), "share": round(us / total, 3)}
+            for key, us in ranked[:top]]
+    return {"calls": calls, "self_ms_per_call": round(total / calls / 1e3, 2), "top_ops": rows,
+            "other_share": round(1 - sum(r["share"] for r in rows), 3)}
+
+
 def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.Module:
     kwargs = {"variant": variant} if name.startswith("rubiksnet") else {}
     return build_model(name, num_classes=num_classes, num_frames=frames, **kwargs)
@@ -150,7 +172,7 @@ def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.M
 
 def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: int = 8, size: int = 224,
         num_classes: int = 174, batches=(1, 8), train_batch: int | None = 8, names=RUBIKS + TSM,
-        seed: int = 0, onnxruntime: bool = False) -> dict:
+        seed: int = 0, onnxruntime: bool = False, profile: str | None = None) -> dict:
     load_start = round(os.getloadavg()[0], 2)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -177,6 +199,10 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
             _log(f"[bench] inference batch {batch}: {warmup} warm-up + {rounds} rounds")
             result[f"batch{batch}"] = _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort)
         del ort
+    if profile:  # the per-op profile of one model's inference form at batch 1
+        _log(f"[bench] per-op profile of {profile}/inference")
+        result["profile"] = {"model": f"{profile}/inference", "batch": 1,
+                             **_op_profile(fast[profile], frames, size)}
     del models, fast
     if train_batch:
         warmup, rounds = schedule["train"]
@@ -212,6 +238,12 @@ def _table(result: dict) -> str:
         for form, pairs in (ratios.items() if phase != "train" else [("train", ratios)]):
             for pair, r in pairs.items():
                 lines.append(f"  {form:<10} {pair:<32} time {r['time']:>5.2f}x   MACs {r['macs']:>5.2f}x")
+    if "profile" in result:
+        prof = result["profile"]
+        lines.append(f"\nper-op profile of {prof['model']} (batch 1, {prof['self_ms_per_call']:.1f} ms self CPU a call):")
+        for row in prof["top_ops"]:
+            lines.append(f"  {row['op']:<32}{row['self_ms_per_call']:>8.1f} ms {100 * row['share']:>5.1f}%")
+        lines.append(f"  {'(other ops)':<32}{'':>11} {100 * prof['other_share']:>5.1f}%")
     for key, g in result["goals"].items():
         lines.append(f"goal {key}: {g['time_ratio']:.2f}x (target {g['target']}x) {'met' if g['met'] else 'NOT met'}")
     return "\n".join(lines)
@@ -227,14 +259,21 @@ def main(argv=None) -> int:
     parser.add_argument("--train-batch", type=int, default=8, help="0: skip the training step")
     parser.add_argument("--onnxruntime", action="store_true",
                         help="also time each model's exported ONNX graph in onnxruntime (CPU)")
+    parser.add_argument("--profile", nargs="?", const="rubiksnet-tiny", choices=RUBIKS + TSM, metavar="MODEL",
+                        help="also record the per-op profile (top ops' share of self CPU time) of MODEL's "
+                             "inference form at batch 1 (default rubiksnet-tiny)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     if args.threads < 1 or min(args.batches) < 1 or args.train_batch < 0:
         print("bench_models_cpu: --threads and --batches must be >= 1, --train-batch >= 0", file=sys.stderr)
         return 2
+    if args.profile and args.profile not in args.models:
+        print(f"bench_models_cpu: --profile {args.profile} is not among --models", file=sys.stderr)
+        return 2
     result = run(quick=args.quick, threads=args.threads, variant=args.variant, batches=tuple(args.batches),
-                 train_batch=args.train_batch, names=tuple(args.models), onnxruntime=args.onnxruntime)
+                 train_batch=args.train_batch, names=tuple(args.models), onnxruntime=args.onnxruntime,
+                 profile=args.profile)
     if args.json:
         emit_json(result, args.out)
     else:
