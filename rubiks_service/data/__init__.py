@@ -7,7 +7,7 @@ pipeline, and the built-in synthetic motion dataset.
     ray_dataset.py  a manifest's Ray Dataset (decoded per epoch, or the frame cache)
     quality.py      the consumer side: normalised clips, unusable rows counted and capped
 """
-from .clip_spec import EVAL_PROTOCOLS, ClipMode, ClipSpec
+from .clip_spec import ClipMode, ClipSpec
 from .decoders import read_views
 from .manifest import Manifest, ManifestError, VideoRecord, read_manifest, write_manifest
 from .quality import DataQualityError, DataQualityMonitor, clip_batches
@@ -15,7 +15,6 @@ from .ray_dataset import build_dataset
 from .video import VideoReadError, read_clips, read_frames
 
 __all__ = [
-    "EVAL_PROTOCOLS",
     "ClipMode",
     "ClipSpec",
     "DataQualityError",

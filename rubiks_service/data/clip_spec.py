@@ -31,9 +31,6 @@ class ClipMode(enum.StrEnum):
         return 6 if self is ClipMode.TWO_CLIP else 1
 
 
-EVAL_PROTOCOLS = (ClipMode.ONE_CLIP, ClipMode.TWO_CLIP)
-
-
 def clip_mode(value: str) -> ClipMode:
     try:
         return ClipMode(value)

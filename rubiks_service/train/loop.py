@@ -57,11 +57,11 @@ class WorkerRun:
     rank: int
     world_size: int
     bare: torch.nn.Module  # the model itself: checkpoints, RS-AQ layers
+    model: torch.nn.Module  # as prepared by Ray Train (DDP-wrapped with several workers)
     optimizer: torch.optim.Optimizer
-    model: torch.nn.Module | None = None  # as prepared by Ray Train (DDP-wrapped with several workers)
-    device: torch.device | None = None
-    scaler: torch.amp.GradScaler | None = None
-    shards: dict = field(default_factory=dict)  # "train", "val": this worker's dataset shards
+    device: torch.device
+    scaler: torch.amp.GradScaler
+    shards: dict  # "train", "val": this worker's dataset shards
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)  # every epoch's metrics, across restarts
 
@@ -95,33 +95,34 @@ def start_worker(cfg: TrainConfig, classes: list[str]) -> WorkerRun:
     import ray.train.torch
 
     ctx = ray.train.get_context()
-    torch.manual_seed(cfg.seed + ctx.get_world_rank())
-    model = build_from_config(cfg, len(classes))
-    run = WorkerRun(cfg, classes, clip_source(cfg), ctx.get_world_rank(), ctx.get_world_size(), bare=model,
-                    optimizer=make_optimizer(model, cfg))
-    restore(run)  # before Ray Train wraps the model
-    run.model = ray.train.torch.prepare_model(model)
-    run.device = ray.train.torch.get_device()
-    run.scaler = torch.amp.GradScaler("cuda", enabled=cfg.scaling.amp == "fp16" and run.device.type == "cuda")
-    run.shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "val")}
-    return run
+    rank = ctx.get_world_rank()
+    torch.manual_seed(cfg.seed + rank)
+    bare = build_from_config(cfg, len(classes))
+    optimizer = make_optimizer(bare, cfg)
+    start_epoch, history = restore(bare, optimizer, rank)  # before Ray Train wraps the model
+    model = ray.train.torch.prepare_model(bare)
+    device = ray.train.torch.get_device()
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.scaling.amp == "fp16" and device.type == "cuda")
+    shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "val")}
+    return WorkerRun(cfg, classes, clip_source(cfg), rank, ctx.get_world_size(), bare, model, optimizer, device,
+                     scaler, shards, start_epoch, history)
 
 
-def restore(run: WorkerRun) -> None:
-    """Weights, optimizer state, next epoch and history from Ray Train's latest checkpoint, if any."""
+def restore(bare: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> tuple[int, list[dict]]:
+    """Weights and optimizer state from Ray Train's latest checkpoint, if any; (next epoch, history)."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if not checkpoint:
-        return
+        return 0, []
     with checkpoint.as_directory() as d:
         state = read_checkpoint_file(os.path.join(d, CHECKPOINT_FILE))  # refuses a crafted pickle
-    run.bare.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.start_epoch = state["epoch"] + 1
-    run.history = list(state.get("history", []))
-    if run.rank == 0:
-        print(f"[train] resuming from epoch {run.start_epoch} ({checkpoint.path})", flush=True)
+    bare.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    start_epoch = state["epoch"] + 1
+    if rank == 0:
+        print(f"[train] resuming from epoch {start_epoch} ({checkpoint.path})", flush=True)
+    return start_epoch, list(state.get("history", []))
 
 
 def apply_schedule(run: WorkerRun, epoch: int) -> None:

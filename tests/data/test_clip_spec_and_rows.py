@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rubiks_service.data.clip_spec import EVAL_PROTOCOLS, ClipMode, ClipSpec, clip_indices
+from rubiks_service.data.clip_spec import ClipMode, ClipSpec, clip_indices
 from rubiks_service.data.decoders import UNUSABLE_LABEL, ClipDecoder, FrameDecoder
 from rubiks_service.data.manifest import read_manifest
 from rubiks_service.data.ray_dataset import manifest_rows
@@ -13,7 +13,6 @@ from rubiks_service.data.ray_dataset import manifest_rows
 
 def test_clip_modes_are_their_spellings():
     assert ClipMode("1clip") is ClipMode.ONE_CLIP and ClipMode.TWO_CLIP == "2clip" and f"{ClipMode.TRAIN}" == "train"
-    assert EVAL_PROTOCOLS == ("1clip", "2clip")
     assert [m.views for m in ClipMode] == [1, 1, 6]
     spec = ClipSpec(mode="2clip")
     assert spec.mode is ClipMode.TWO_CLIP and spec.views == 6
