@@ -42,7 +42,7 @@ class ModelConfig(StrictModel):
 
     @property
     def family(self) -> str:
-        """"rubiksnet" or "tsm" (models.MODELS)."""
+        """The model's family: "rubiksnet" or "tsm" (models.MODELS)."""
         return self.entry.family
 
     def builder_kwargs(self) -> dict[str, Any]:

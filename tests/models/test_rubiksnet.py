@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from rubiks_service.models import MODEL_NAMES, build_model, rubiksnet
+from rubiks_service.models import MODELS, VARIANTS, build_model, rubiksnet
 from tests.helpers.reference import SHAPES_FILE
 
 RELEASE_PARAMS = {"tiny": 1_898_760, "small": 3_597_366, "medium": 6_185_622, "large": 8_538_294}
@@ -41,8 +41,8 @@ def test_aq_parameter_count():
     assert sum(p.numel() for p in model.parameters()) == 8_563_854  # the release's AQ checkpoint
 
 
-@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n.startswith("rubiksnet")])
-@pytest.mark.parametrize("variant", ["rs", "rs-q", "rs-aq"])
+@pytest.mark.parametrize("name", [n for n, entry in MODELS.items() if entry.family == "rubiksnet"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_backward_small_resolution(name, variant):
     if name in ("rubiksnet-medium", "rubiksnet-large") and variant != "rs":
         pytest.skip("deep tiers: one variant is enough at CPU test speed")
