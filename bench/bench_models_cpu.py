@@ -15,13 +15,17 @@ model's inference form at batch 1.
     python bench/bench_models_cpu.py --quick --json          # fewer rounds, stdout holds only JSON
     python bench/bench_models_cpu.py --batches 1 --train-batch 0 --models rubiksnet-tiny rubiksnet-large \
         tsm-r18 tsm-r50 --profile                              # + where rubiksnet-tiny's time goes
+    ... --keep-heap        # freed activations stay in the heap (no page faults per call; in the JSON)
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import datetime as dt
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,6 +60,19 @@ def _lscpu_model() -> str:
         if line.strip().startswith("Model name"):
             return line.split(":", 1)[1].strip()
     return _cpu_model()
+
+
+def _keep_heap() -> bool:
+    """Raise glibc's trim threshold (and pin its mmap threshold at the 32 MiB maximum) so memory freed
+    between calls stays in the heap: without it a forward whose freed activations leave the heap top
+    hands them back to the kernel and faults them in, zeroed, again on the next call (~20k minor faults
+    a batch-1 rubiksnet-tiny forward on the 2-core EPYC). False where mallopt is not there (not glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 32 << 20))
+    except (OSError, AttributeError, TypeError):
+        return False
 
 
 def _log(msg: str) -> None:
@@ -153,15 +170,18 @@ def _op_profile(model: torch.nn.Module, frames: int, size: int, calls: int = 3, 
     clips = torch.randn(1, frames, 3, size, size)
     with torch.inference_mode():
         model(clips)  # warm-up outside the profile
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(calls):
                 model(clips)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
     total = sum(us for _, us in events)
     ranked = sorted(events, key=lambda e: -e[1])
     rows = [{"op": key, "self_ms_per_call": round(us / calls / 1e3, 2), "share": round(us / total, 3)}
             for key, us in ranked[:top]]
-    return {"calls": calls, "self_ms_per_call": round(total / calls / 1e3, 2), "top_ops": rows,
+    return {"calls": calls, "self_ms_per_call": round(total / calls / 1e3, 2),
+            "minor_page_faults_per_call": faults // calls, "top_ops": rows,
             "other_share": round(1 - sum(r["share"] for r in rows), 3)}
 
 
@@ -172,8 +192,9 @@ def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.M
 
 def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: int = 8, size: int = 224,
         num_classes: int = 174, batches=(1, 8), train_batch: int | None = 8, names=RUBIKS + TSM,
-        seed: int = 0, onnxruntime: bool = False, profile: str | None = None) -> dict:
+        seed: int = 0, onnxruntime: bool = False, profile: str | None = None, keep_heap: bool = False) -> dict:
     load_start = round(os.getloadavg()[0], 2)
+    heap = "glibc trim threshold 1 GiB, mmap threshold 32 MiB" if keep_heap and _keep_heap() else "default"
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     schedule = ROUNDS["quick" if quick else "full"]
@@ -186,7 +207,7 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
         "machine": {"cpu": _lscpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
         "setup": {"frames": frames, "size": size, "num_classes": num_classes, "dtype": "float32",
-                  "rubiksnet_variant": variant, "rounds": schedule, "interleaved": True,
+                  "rubiksnet_variant": variant, "rounds": schedule, "interleaved": True, "malloc": heap,
                   "timer": "time.perf_counter per call; min and median over rounds after warm-up",
                   "gmacs_per_s": "MACs per clip (models/profile.py, original model) x batch / min time; "
                                  "training step counts 3x the forward MACs"},
@@ -240,7 +261,8 @@ def _table(result: dict) -> str:
                 lines.append(f"  {form:<10} {pair:<32} time {r['time']:>5.2f}x   MACs {r['macs']:>5.2f}x")
     if "profile" in result:
         prof = result["profile"]
-        lines.append(f"\nper-op profile of {prof['model']} (batch 1, {prof['self_ms_per_call']:.1f} ms self CPU a call):")
+        lines.append(f"\nper-op profile of {prof['model']} (batch 1, {prof['self_ms_per_call']:.1f} ms self CPU and "
+                     f"{prof['minor_page_faults_per_call']} minor page faults a call):")
         for row in prof["top_ops"]:
             lines.append(f"  {row['op']:<32}{row['self_ms_per_call']:>8.1f} ms {100 * row['share']:>5.1f}%")
         lines.append(f"  {'(other ops)':<32}{'':>11} {100 * prof['other_share']:>5.1f}%")
@@ -262,6 +284,9 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", nargs="?", const="rubiksnet-tiny", choices=RUBIKS + TSM, metavar="MODEL",
                         help="also record the per-op profile (top ops' share of self CPU time) of MODEL's "
                              "inference form at batch 1 (default rubiksnet-tiny)")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="keep freed memory in the process heap (glibc mallopt) so activations are not "
+                             "page-faulted in again on every call; recorded in the JSON's setup")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -273,7 +298,7 @@ def main(argv=None) -> int:
         return 2
     result = run(quick=args.quick, threads=args.threads, variant=args.variant, batches=tuple(args.batches),
                  train_batch=args.train_batch, names=tuple(args.models), onnxruntime=args.onnxruntime,
-                 profile=args.profile)
+                 profile=args.profile, keep_heap=args.keep_heap)
     if args.json:
         emit_json(result, args.out)
     else:
