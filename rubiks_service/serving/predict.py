@@ -16,7 +16,7 @@ from rubiks_service.data import ClipSpec, read_views
 from rubiks_service.data.transforms import normalize
 from rubiks_service.data.video import VideoReadError
 from rubiks_service.models.inference import inference_model
-from rubiks_service.train.loop import view_averaged_logits
+from rubiks_service.train.evaluation import view_averaged_logits
 
 from .models import LoadedModel
 
