@@ -7,17 +7,10 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from rubiks_service.cli import build_parser
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMPOSE = os.path.join(ROOT, "docker-compose.yml")
-
-
-def _compose() -> dict:
-    with open(COMPOSE) as f:
-        return yaml.safe_load(f)  # resolves the <<: merge keys the way compose does
+from .services import COMPOSE, ROOT, compose
 
 
 def test_compose_file_matches_the_compose_specification():
@@ -29,7 +22,7 @@ def test_compose_file_matches_the_compose_specification():
 
 
 def test_services_and_exposure():
-    services = _compose()["services"]
+    services = compose()["services"]
     assert set(services) == {"postgres", "mlflow", "ray-head", "ray-gpu-worker", "dispatcher"}
     published = {name: svc.get("ports", []) for name, svc in services.items() if svc.get("ports")}
     # only the UI/API a user needs, and only on the host's loopback
@@ -45,7 +38,7 @@ def test_services_and_exposure():
 
 
 def test_service_commands_match_the_cli():
-    services = _compose()["services"]
+    services = compose()["services"]
     dispatcher = shlex.split(services["dispatcher"]["command"])
     assert dispatcher[0] == "rubiks"
     args = build_parser().parse_args(dispatcher[1:])

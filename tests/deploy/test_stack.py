@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.helpers.training import training_config, write_yaml
-from .conftest import wait_for
+from .services import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,117 @@
+"""How the stack test runs the compose file's services as processes: the compose file read,
+`${VAR:-default}` resolved, host names and ports mapped to this machine, each service a process in
+its own group (stopped as a whole), and polling until a service answers."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PG_BIN = "/usr/lib/postgresql/15/bin"
+BIN = os.path.dirname(sys.executable)  # mlflow, ray and rubiks of this environment
+
+
+COMPOSE = os.path.join(ROOT, "docker-compose.yml")
+
+
+def compose() -> dict:
+    with open(COMPOSE) as f:
+        return yaml.safe_load(f)  # resolves the <<: merge keys the way compose does
+
+
+def resolve_defaults(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's `${VAR:-default}` / `${VAR:?msg}` from `env` (the `.env` file's role), else the default."""
+    env = os.environ if env is None else env
+
+    def sub(m: re.Match) -> str:
+        name, op, rest = m.group(1), m.group(2), m.group(3)
+        return env.get(name) or (rest if op == ":-" else "")
+    return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", sub, text)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_command(name: str, hosts: dict[str, str], runs: str, dotenv: dict[str, str] | None = None) -> list[str]:
+    """The compose service's command as argv: host:port pairs mapped, 0.0.0.0 -> 127.0.0.1,
+    /work/runs -> `runs`, our environment's executables; `dotenv` plays compose's .env file."""
+    text = resolve_defaults(compose()["services"][name]["command"], dotenv or {})
+    for old, new in hosts.items():
+        text = text.replace(old, new)
+    text = text.replace("0.0.0.0", "127.0.0.1").replace("/work/runs", runs)
+    argv = shlex.split(text)
+    exe = os.path.join(BIN, argv[0])
+    return [exe if os.path.exists(exe) else argv[0], *argv[1:]]
+
+
+def service_env(name: str, hosts: dict[str, str], dotenv: dict[str, str]) -> dict[str, str]:
+    env = {}
+    for key, value in compose()["services"][name].get("environment", {}).items():
+        value = resolve_defaults(str(value), dotenv)
+        for old, new in hosts.items():
+            value = value.replace(old, new)
+        env[key] = value
+    return env
+
+
+class Process:
+    """A service process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: str, cwd: str | None = None):
+        self.name, self.argv = name, argv
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def log(self, tail: int = 4000) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-tail:]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, grace: float = 10.0) -> None:
+        self.kill(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill(signal.SIGKILL)  # whatever of the group is left
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self._log.close()
+
+
+def wait_for(check, what: str, timeout: float, proc: Process | None = None):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        if proc is not None and proc.proc.poll() is not None:
+            raise RuntimeError(f"{what}: {proc.name} exited with {proc.proc.returncode}:\n{proc.log()}")
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        time.sleep(1.0)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s (last: {last})" + (f"\n{proc.log()}" if proc else ""))
+
+
+def as_postgres(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` user then."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
