@@ -41,10 +41,9 @@ def _profile(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         return user_error("profile", exc)
     if args.convert:
-        from rubiks_service.ops.attention_shift import attention_shift_layers
+        from rubiks_service.ops.attention_shift import convert_attention_shifts
 
-        for layer in attention_shift_layers(model):
-            layer.convert_()
+        convert_attention_shifts(model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     prof = profile_model(model, name=args.model, frames=args.frames, size=args.size, latency=args.latency, device=device)
     if args.json:

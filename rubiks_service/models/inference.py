@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rubiks_service.ops.attention_shift import attention_shift_layers
+from rubiks_service.ops.attention_shift import convert_attention_shifts
 
 from .rubiksnet import RubiksBlock, RubiksNet
 from .tsm import BasicBlock, Bottleneck, TSMResNet
@@ -150,9 +150,7 @@ def inference_model(model: nn.Module) -> nn.Module:
     if not isinstance(model, RubiksNet | TSMResNet):
         raise TypeError(f"inference_model: expected a RubiksNet or TSM model, got {type(model).__name__}")
     fast = copy.deepcopy(model).eval()
-    for layer in attention_shift_layers(fast):
-        if not layer.converted:
-            layer.convert_()
+    convert_attention_shifts(fast)
     if isinstance(fast, RubiksNet):
         _fast_rubiksnet(fast)
     else:

@@ -117,6 +117,16 @@ def attention_shift_layers(model: nn.Module) -> list[TemporalAttentionShift]:
     return [m for m in model.modules() if isinstance(m, TemporalAttentionShift)]
 
 
+def convert_attention_shifts(model: nn.Module) -> list[TemporalAttentionShift]:
+    """Hard-max every attention shift of `model` in place (the form that is served: integer temporal
+    shifts); returns the layers. Layers already converted are left as they are."""
+    layers = attention_shift_layers(model)
+    for layer in layers:
+        if not layer.converted:
+            layer.convert_()
+    return layers
+
+
 def budget_loss(layers: Iterable[TemporalAttentionShift], budget: float) -> torch.Tensor:
     """Eq. 8: | mean over layers of the non-zero-shift attention fraction - B |."""
     fractions = [layer.nonzero_fraction() for layer in layers]

@@ -2,9 +2,10 @@
 
     an MLflow run (a child of a sweep's run when given), its config as params
       -> Ray Train fit, each epoch's metrics logged live (MlflowEpochLogger)
-      -> the final checkpoint reloaded; the end-of-run protocols the workers did not evaluate
-         decoded afresh on the driver
-      -> RS-AQ converted to integer shifts; cost of the inference form (params, MACs, latency)
+      -> the final checkpoint reloaded and put in the form that is served (RS-AQ converted to
+         integer shifts), so the accuracy and cost logged are those of the model a user takes away
+      -> the end-of-run protocols the workers did not evaluate decoded afresh on the driver
+      -> cost of the inference form (params, MACs, latency)
       -> end-of-run metrics, the checkpoint, the MLflow model and learned-shift plots logged
 
 Returns the run's summary (what `rubiks train` prints).
@@ -18,7 +19,7 @@ from torch import nn
 
 from rubiks_service.models import RubiksNet
 from rubiks_service.models.profile import measure_latency, profile_model
-from rubiks_service.ops.attention_shift import attention_shift_layers, realised_budget
+from rubiks_service.ops.attention_shift import convert_attention_shifts, realised_budget
 from rubiks_service.train import metric_names as names
 from rubiks_service.train.config import TrainConfig
 from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_checkpoint
@@ -48,6 +49,7 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get(names.EPOCH, 0))}
         last_val = names.of_scope(outcome.metrics, names.VAL)  # logged per epoch while training ran
         summary.update(last_val)
+        summary.update(to_served_form(model))
         summary.update(final_accuracy(model, cfg, outcome))
         summary.update(inference_cost(model, cfg))
         log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and k not in last_val})
@@ -67,15 +69,16 @@ def final_accuracy(model: nn.Module, cfg: TrainConfig, outcome: TrainOutcome) ->
     return results
 
 
+def to_served_form(model: nn.Module) -> dict:
+    """RS-AQ's attention shifts hard-maxed to integer shifts, in place (a no-op for other models);
+    the realised budget of the converted layers."""
+    layers = convert_attention_shifts(model)
+    return {names.REALISED_BUDGET: realised_budget(layers)} if layers else {}
+
+
 def inference_cost(model: nn.Module, cfg: TrainConfig) -> dict:
-    """RS-AQ layers converted to integer shifts (in place: inference cost is that of the converted
-    model), then params, MACs and the standard CPU latency of the inference form."""
+    """Params, MACs and the standard CPU latency of the model's inference form."""
     summary = {}
-    layers = attention_shift_layers(model)
-    if layers:
-        for layer in layers:
-            layer.convert_()
-        summary[names.REALISED_BUDGET] = realised_budget(layers)
     prof = profile_model(model, name=cfg.model.name, frames=cfg.data.segments, size=cfg.data.crop_size)
     summary.update({names.PARAMS: prof.inference_params, names.MACS: prof.macs,
                     names.GMACS: prof.macs / 1e9, names.MPARAMS: prof.inference_params / 1e6})

@@ -181,7 +181,11 @@ def validate(run: WorkerRun, epoch: int, protocol: ClipMode = names.VAL_PROTOCOL
 
 def end_of_run_protocols(run: WorkerRun, epoch: int, val: AccuracyCounter) -> dict:
     """`<protocol>_*` of the protocols the clip source serves in the workers; the last epoch's
-    validation already is the 1-clip protocol. The driver evaluates the others after the run."""
+    validation already is the 1-clip protocol. The driver evaluates the others after the run, and
+    all of them for RS-AQ: that model is served converted (hard-max integer shifts), which the
+    training-time soft attention does not compute exactly."""
+    if run.aq_layers:
+        return {}
     metrics = {}
     for protocol in run.source.worker_protocols():
         counts = val if protocol == names.VAL_PROTOCOL else validate(run, epoch, protocol)

@@ -8,6 +8,7 @@ from rubiks_service.ops.attention_shift import (
     TemporalAttentionShift,
     attention_shift_layers,
     budget_loss,
+    convert_attention_shifts,
     exponential_temperature,
     realised_budget,
     set_temperature,
@@ -81,12 +82,15 @@ def test_converted_model_matches_annealed_model():
     clips = torch.randn(3, 4, 3, 32, 32)
     with torch.no_grad():
         annealed = model(clips)
-        for layer in attention_shift_layers(model):
-            layer.convert_()
+        layers = convert_attention_shifts(model)
         converted = model(clips)
+        hard = [layer.hard_shift.clone() for layer in layers]
+        assert convert_attention_shifts(model) == layers  # converting again changes nothing
+        assert all(torch.equal(a, b.hard_shift) for a, b in zip(hard, layers))
+    assert layers and all(layer.converted for layer in layers)
     torch.testing.assert_close(converted, annealed, atol=1e-4, rtol=1e-4)
     assert torch.equal(converted.argmax(1), annealed.argmax(1))
-    assert 0.0 <= realised_budget(attention_shift_layers(model)) <= 1.0
+    assert 0.0 <= realised_budget(layers) <= 1.0
 
 
 def test_converted_state_dict_round_trip():

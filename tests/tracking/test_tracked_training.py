@@ -16,6 +16,7 @@ from rubiks_service.data.clip_spec import ClipSpec
 from rubiks_service.data.decoders import ClipDecoder
 from rubiks_service.data.transforms import normalize
 from rubiks_service.models.checkpoint import save_checkpoint
+from rubiks_service.models.inference import inference_model
 from rubiks_service.tracking.tracked_training import run_tracked_training
 from rubiks_service.train.config import load_config
 from rubiks_service.train.evaluation import view_averaged_logits
@@ -45,6 +46,13 @@ def trained(tmp_path_factory, colour_data, ray_cluster):
     return {"summary": summary, "uri": uri, "checkpoint": ckpt, "tmp": tmp, "cfg": cfg}
 
 
+def _served(checkpoint):
+    """The checkpoint's model as it is served (RS-AQ hard-maxed to integer shifts, BN folded): what
+    predict, eval and the MLflow model compute, and what the run's end-of-run accuracy measures."""
+    model, cfg, classes = load_checkpoint(checkpoint)
+    return inference_model(model), cfg, classes
+
+
 def _walk(root):
     for folder, _, files in os.walk(root):
         yield from (os.path.join(folder, f) for f in files)
@@ -72,7 +80,7 @@ def _predict_json(capsys, *args):
 
 
 def test_predict_classifies_like_evaluation_and_reports_bad_files(trained, colour_data, tmp_path, capsys):
-    model, cfg, classes = load_checkpoint(trained["checkpoint"])
+    model, cfg, classes = _served(trained["checkpoint"])
     videos = _val_videos(colour_data)
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
@@ -124,7 +132,7 @@ def test_release_format_checkpoint_predicts_the_same(trained, colour_data, tmp_p
 def test_mlflow_model_loads_in_a_fresh_process(trained, tmp_path):
     run_id = trained["summary"]["run_id"]
     assert trained["summary"]["model_uri"] == f"runs:/{run_id}/model"
-    model, _, classes = load_checkpoint(trained["checkpoint"])
+    model, _, classes = _served(trained["checkpoint"])
     clips = torch.randn(3, 4, 3, 24, 24)
     np.save(tmp_path / "clips.npy", clips.numpy())
     script = (
