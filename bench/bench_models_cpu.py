@@ -34,7 +34,7 @@ import time
 
 import torch
 
-from rubiks_service.models import build_model
+from rubiks_service.models import build_model, model_entry
 from rubiks_service.models.inference import inference_model
 from rubiks_service.models.profile import profile_model
 
@@ -186,7 +186,7 @@ def _op_profile(model: torch.nn.Module, frames: int, size: int, calls: int = 3, 
 
 
 def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.Module:
-    kwargs = {"variant": variant} if name.startswith("rubiksnet") else {}
+    kwargs = {"variant": variant} if model_entry(name).family == "rubiksnet" else {}
     return build_model(name, num_classes=num_classes, num_frames=frames, **kwargs)
 
 

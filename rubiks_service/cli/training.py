@@ -64,6 +64,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from rubiks_service.config_files import ConfigError
     from rubiks_service.tracking.pareto import format_table
     from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, comparison_rows, frontier
+    from rubiks_service.train import metric_names as names
     from rubiks_service.tune.space import load_space
     from rubiks_service.tune.sweep import run_sweep
 
@@ -78,12 +79,14 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0 if outcome.points else 1
     print(f"\nsweep {space.space.name!r}: {outcome.trials} trials ({outcome.errors} failed), "
           f"MLflow experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
-    print("\nall trials (val_top1: last epoch; 1clip_top1: final evaluation):\n"
-          + format_table(outcome.trials_table, ("label", "kind", "model", "outcome", "val_top1", "1clip_top1", "gmacs")))
+    print(f"\nall trials ({names.VAL_TOP1}: last epoch; {names.ONE_CLIP_TOP1}: final evaluation):\n"
+          + format_table(outcome.trials_table, ("label", "kind", "model", "outcome", names.VAL_TOP1,
+                                                names.ONE_CLIP_TOP1, names.GMACS)))
     if outcome.points:
         rows = comparison_rows(outcome.points)
-        columns = [c for c in ("label", "kind", "model", "variant", "budget", "1clip_top1", "2clip_top1", "gmacs",
-                               "latency_ms", "frontier_gmacs", "frontier_latency_ms") if any(r.get(c, "") != "" for r in rows)]
+        shown = ("label", "kind", "model", "variant", "budget", names.ONE_CLIP_TOP1, names.TWO_CLIP_TOP1, names.GMACS,
+                 names.LATENCY_MS, f"frontier_{names.GMACS}", f"frontier_{names.LATENCY_MS}")
+        columns = [c for c in shown if any(r.get(c, "") != "" for r in rows)]
         print("\ncomparison by family (frontier_*: on its family's accuracy-vs-cost frontier):\n"
               + format_table(rows, columns))
     print("\nPareto frontier over all trials (1-clip top-1 vs GMACs):\n"
@@ -104,6 +107,7 @@ def _pareto(args: argparse.Namespace) -> int:
     from rubiks_service.tracking.mlflow_store import make_client, resolve_tracking_uri
     from rubiks_service.tracking.pareto import format_table
     from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, frontier, latest_sweep, sweep_points
+    from rubiks_service.train import metric_names as names
 
     client = make_client(resolve_tracking_uri(args.tracking_uri, args.storage_path))
     parent = client.get_run(args.run) if args.run else latest_sweep(client, args.experiment)
@@ -112,7 +116,7 @@ def _pareto(args: argparse.Namespace) -> int:
         return 1
     exp_name = client.get_experiment(parent.info.experiment_id).name
     points = sweep_points(client, exp_name, parent.info.run_id)
-    cost = {"latency": "latency_ms"}.get(args.cost, args.cost)
+    cost = {"latency": names.LATENCY_MS}.get(args.cost, args.cost)
     if points and not any(cost in p for p in points):
         print(f"rubiks pareto: no trial of sweep {parent.info.run_id} logged {cost} (measured by trials since "
               "latency became a cost)", file=sys.stderr)

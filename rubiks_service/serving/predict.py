@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from rubiks_service.data import ClipSpec, read_views
+from rubiks_service.data import ClipMode, ClipSpec, read_views
 from rubiks_service.data.transforms import normalize
 from rubiks_service.data.video import VideoReadError
 from rubiks_service.models.inference import inference_model
@@ -27,8 +27,8 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 @torch.no_grad()
-def predict_videos(loaded: LoadedModel, videos: Sequence[str], *, protocol: str = "1clip", topk: int = 5,
-                   batch_size: int = 8) -> list[dict]:
+def predict_videos(loaded: LoadedModel, videos: Sequence[str], *, protocol: str = ClipMode.ONE_CLIP,
+                   topk: int = 5, batch_size: int = 8) -> list[dict]:
     """One result per video, in order: {video, top: [{class, index, probability}], probabilities} or
     {video, error}."""
     spec = ClipSpec(segments=loaded.segments, crop_size=loaded.crop_size, mode=protocol)

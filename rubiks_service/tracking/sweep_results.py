@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 
+from rubiks_service.models import MODELS
 from rubiks_service.train.metric_names import (
     GMACS,
     LATENCY_MS,
@@ -102,7 +103,8 @@ def _meaningful(point: dict) -> dict:
     only for RS-AQ (which has no λ, form or init of an interpolated temporal shift)."""
     settings = dict(point.get("settings", {}))
     shift_keys = ("variant", "budget", "lambda", "grad_norm_form", "normalize_grad", "shift_init", "fixed_shifts")
-    if point["model"].lower().startswith("tsm-"):
+    entry = MODELS.get(str(point["model"]).lower())  # None for a run that logged no model (a crashed trial)
+    if entry is not None and entry.family == "tsm":
         return {k: v for k, v in settings.items() if k not in shift_keys}
     if settings.get("variant") == "rs-aq":
         return {k: v for k, v in settings.items() if k not in shift_keys[2:]}

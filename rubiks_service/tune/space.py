@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from rubiks_service.config_files import ConfigError, StrictModel, beside, read_yaml, validate_as
 from rubiks_service.models import FAMILIES as MODEL_FAMILIES
+from rubiks_service.train import metric_names as names
 from rubiks_service.train.config import TrainConfig, load_config
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform")
@@ -99,7 +100,7 @@ class SearchSpace(StrictModel):
     num_samples: int = Field(1, ge=1)
     max_concurrent_trials: int = Field(1, ge=1)
     scheduler: Scheduler = Scheduler()
-    metric: str = "val_top1"
+    metric: str = names.VAL_TOP1  # what the scheduler compares trials by
     mode: Literal["max", "min"] = "max"
 
     def grid_points(self) -> list[dict[str, Any]]:
