@@ -1,18 +1,21 @@
 // CPU kernels of the RubiksShift operator (forward, input gradient, shift
-// gradient). Layout (N, T, C, H, W), contiguous. Every kernel walks (n, t, c)
-// planes in memory order, in parallel through ATen's OpenMP thread pool, and
-// works row by row: a row of the result is a weighted sum of at most 4 source
-// rows (2 T taps x 2 H taps), each read with the 2 W taps, written in one pass
-// (row_gather.h). Interiors run as unit-stride loops the compiler vectorises;
-// only the edges check bounds.
+// gradient). Layout (N, T, C, H, W), contiguous. Every kernel walks the (n, t, c)
+// planes (in (n, c, t) order, PlaneOrder), in parallel through ATen's OpenMP
+// thread pool, and works row by row: a row of the result is a weighted sum of at
+// most 4 source rows (2 T taps x 2 H taps), each read with the 2 W taps, written
+// in one pass (row_gather.h); the shift gradient correlates a gradient row with
+// those source rows in one pass (row_correlation.h). Interiors run as
+// unit-stride loops the compiler vectorises; only the edges check bounds.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "../rubiks_shift_prologue.h"
 #include "channel_taps.h"
+#include "row_correlation.h"
 #include "row_gather.h"
 
 namespace rubiks {
@@ -38,21 +41,6 @@ inline void axpy_tap(T* __restrict out, const T* __restrict src, T w, int64_t s,
   } else {
     for (int64_t k = lo; k < hi; ++k) out[k] += w * src[k * s + off];
   }
-}
-
-// sum_k g[k] * src[k*s + off] for k in [lo, hi).
-template <typename T>
-inline T dot_tap(const T* __restrict g, const T* __restrict src, int64_t s, int64_t off,
-                 int64_t lo, int64_t hi) {
-  T acc = 0;
-  if (s == 1) {
-    const T* __restrict p = src + off;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t k = lo; k < hi; ++k) acc += g[k] * p[k];
-  } else {
-    for (int64_t k = lo; k < hi; ++k) acc += g[k] * src[k * s + off];
-  }
-  return acc;
 }
 
 // out row += wr * (W-axis stencil applied to one source row).
@@ -127,14 +115,30 @@ inline int64_t plane_grain(int64_t plane_elems) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, plane_elems));
 }
 
+// The kernels walk the (n, t, c) planes of the result in (n, c, t) order: the
+// T taps of consecutive t share a source plane, read again while it is still in
+// cache (in memory order the next reader is C planes later, after it left).
+struct PlaneOrder {
+  int64_t Td, C;
+  // the plane index (n * Td + td) * C + c of the q-th plane walked, and its n, td, c
+  int64_t plane(int64_t q, int64_t* n, int64_t* td, int64_t* c) const {
+    *td = q % Td;
+    *c = (q / Td) % C;
+    *n = q / (Td * C);
+    return (*n * Td + *td) * C + *c;
+  }
+};
+
 // dst = stencil(src): the forward (forward taps) or the input gradient (adjoint taps).
 template <typename T>
 void apply_stencil(const T* src, T* dst, const Sizes& sz, const std::vector<ChannelTaps>& taps) {
   const int64_t C = sz.C, Td = sz.dst[0], Hd = sz.dst[1], Wd = sz.dst[2];
   const int64_t Ts = sz.src[0], src_plane = sz.src[1] * sz.src[2], dst_plane = Hd * Wd;
+  const PlaneOrder order{Td, C};
   at::parallel_for(0, sz.N * Td * C, plane_grain(dst_plane), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t c = p % C, td = (p / C) % Td, n = p / (C * Td);
+    for (int64_t q = begin; q < end; ++q) {
+      int64_t n, td, c;
+      const int64_t p = order.plane(q, &n, &td, &c);
       const ChannelTaps& tp = taps[c];
       const RowTaps row_taps(tp[2]);
       const AxisSources ts(tp[0], td);
@@ -170,25 +174,33 @@ void shift_gradient(const T* x, const T* g, T* grad_shift, const Sizes& sz,
   const int64_t C = sz.C, Td = sz.dst[0], Hd = sz.dst[1], Wd = sz.dst[2];
   const int64_t Ts = sz.src[0], src_plane = sz.src[1] * sz.src[2], dst_plane = Hd * Wd;
   const int64_t planes = sz.N * Td * C;
-  std::vector<double> partial(planes * 3);
+  const PlaneOrder order{Td, C};
+  // every entry is written below: no zero fill
+  const std::unique_ptr<double[]> partial(new double[planes * 3]);
   at::parallel_for(0, planes, plane_grain(dst_plane), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t c = p % C, td = (p / C) % Td, n = p / (C * Td);
+    for (int64_t q = begin; q < end; ++q) {
+      int64_t n, td, c;
+      const int64_t p = order.plane(q, &n, &td, &c);
       const ChannelTaps& tp = taps[c];
-      const RowTaps rt(tp[2]);
-      const double ww0 = rt.ax.weight[0], ww1 = rt.ax.weight[1];
+      const CorrelationTaps wt(tp[2]);
+      const double ww0 = tp[2].weight[0], ww1 = tp[2].weight[1];
       const AxisSources ts(tp[0], td);
       const T* gplane = g + p * dst_plane;
       double sum_t = 0, sum_h = 0, sum_w = 0;
       for (int64_t hd = 0; hd < Hd; ++hd) {
-        const T* grow = gplane + hd * Wd;
         const AxisSources hs(tp[1], hd);
+        const T* rows[4];
+        int count = 0;
         for (int a = 0; a < ts.count; ++a) {
           const T* plane = x + ((n * Ts + ts.index[a]) * C + c) * src_plane;
-          for (int b = 0; b < hs.count; ++b) {
-            const T* srow = plane + hs.index[b] * sz.src[2];
-            const double p0 = dot_tap(grow, srow, rt.ax.stride, rt.ax.off[0], rt.lo[0], rt.hi[0]);
-            const double p1 = dot_tap(grow, srow, rt.ax.stride, rt.ax.off[1], rt.lo[1], rt.hi[1]);
+          for (int b = 0; b < hs.count; ++b) rows[count++] = plane + hs.index[b] * sz.src[2];
+        }
+        T dots[4][2];  // g . (source row at W tap 0), g . (source row at W tap 1)
+        correlate_row(gplane + hd * Wd, rows, count, wt, dots);
+        int r = 0;
+        for (int a = 0; a < ts.count; ++a) {
+          for (int b = 0; b < hs.count; ++b, ++r) {
+            const double p0 = dots[r][0], p1 = dots[r][1];
             const double interp = ww0 * p0 + ww1 * p1;  // g . (W-interpolated row)
             sum_t += ts.sign[a] * hs.weight[b] * interp;
             sum_h += hs.sign[b] * ts.weight[a] * interp;
