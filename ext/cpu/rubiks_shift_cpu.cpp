@@ -129,6 +129,43 @@ struct PlaneOrder {
   }
 };
 
+// One plane of a stencil that gathers along H (stride 1, two taps) and W, done
+// separably: each source row, T-combined and W-interpolated, is made once into
+// `rows_w` (it feeds two output rows), then every output row blends two of them.
+// 6 multiply-adds an element instead of 8 (4 source rows x 2 W taps).
+template <typename T>
+void separable_plane(T* out, const T* const* src_planes, const AxisSources& ts, const AxisTaps& hax,
+                     const GatherTaps& wt, int64_t Hs, int64_t Ws, T* rows_w) {
+  const int64_t Hd = hax.dst_len, Wd = wt.ax.dst_len;
+  // the source rows read (the adjoint's taps are in descending order)
+  const int64_t off_lo = std::min(hax.off[0], hax.off[1]), off_hi = std::max(hax.off[0], hax.off[1]);
+  const int64_t used_lo = std::max<int64_t>(0, off_lo), used_hi = std::min(Hs, Hd + off_hi);
+  for (int64_t h = used_lo; h < used_hi; ++h) {
+    RowSources<T> rows;
+    for (int a = 0; a < ts.count; ++a) rows.add(src_planes[a] + h * Ws, ts.weight[a]);
+    gather_row(rows_w + h * Wd, rows, wt);
+  }
+  for (int64_t hd = 0; hd < Hd; ++hd) {
+    const AxisSources hs(hax, hd);
+    T* __restrict orow = out + hd * Wd;
+    if (hs.count == 0) {
+      std::fill(orow, orow + Wd, T(0));
+      continue;
+    }
+    const T* __restrict y0 = rows_w + hs.index[0] * Wd;
+    const T w0 = static_cast<T>(hs.weight[0]);
+    if (hs.count == 1) {
+#pragma omp simd
+      for (int64_t k = 0; k < Wd; ++k) orow[k] = w0 * y0[k];
+      continue;
+    }
+    const T* __restrict y1 = rows_w + hs.index[1] * Wd;
+    const T w1 = static_cast<T>(hs.weight[1]);
+#pragma omp simd
+    for (int64_t k = 0; k < Wd; ++k) orow[k] = w0 * y0[k] + w1 * y1[k];
+  }
+}
+
 // dst = stencil(src): the forward (forward taps) or the input gradient (adjoint taps).
 template <typename T>
 void apply_stencil(const T* src, T* dst, const Sizes& sz, const std::vector<ChannelTaps>& taps) {
@@ -136,6 +173,7 @@ void apply_stencil(const T* src, T* dst, const Sizes& sz, const std::vector<Chan
   const int64_t Ts = sz.src[0], src_plane = sz.src[1] * sz.src[2], dst_plane = Hd * Wd;
   const PlaneOrder order{Td, C};
   at::parallel_for(0, sz.N * Td * C, plane_grain(dst_plane), [&](int64_t begin, int64_t end) {
+    std::unique_ptr<T[]> rows_w;  // separable_plane's scratch, made on first use (no zero fill)
     for (int64_t q = begin; q < end; ++q) {
       int64_t n, td, c;
       const int64_t p = order.plane(q, &n, &td, &c);
@@ -144,6 +182,14 @@ void apply_stencil(const T* src, T* dst, const Sizes& sz, const std::vector<Chan
       const AxisSources ts(tp[0], td);
       const GatherTaps gather_taps(tp[2]);
       T* out = dst + p * dst_plane;
+      const AxisTaps& hax = tp[1];
+      if (!row_taps.ax.adjoint && !hax.adjoint && hax.stride == 1 && hax.ntaps == 2) {
+        if (!rows_w) rows_w.reset(new T[sz.src[1] * Wd]);
+        const T* src_planes[2];
+        for (int a = 0; a < ts.count; ++a) src_planes[a] = src + ((n * Ts + ts.index[a]) * C + c) * src_plane;
+        separable_plane(out, src_planes, ts, hax, gather_taps, sz.src[1], sz.src[2], rows_w.get());
+        continue;
+      }
       for (int64_t hd = 0; hd < Hd; ++hd) {
         T* orow = out + hd * Wd;
         const AxisSources hs(tp[1], hd);
