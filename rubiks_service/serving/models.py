@@ -76,10 +76,9 @@ def download_mlflow_model(uri: str, tracking_uri: str, dst: str) -> str:
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one line per problem
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=_run_artifact_uri(uri, tracking_uri), dst_path=dst,
+                                                    tracking_uri=tracking_uri)
     except (MlflowException, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelLoadError(f"cannot fetch MLflow model {uri!r} from {tracking_uri}: {first[:300]}") from None
@@ -92,6 +91,25 @@ def download_mlflow_model(uri: str, tracking_uri: str, dst: str) -> str:
     if not artifact:
         raise ModelLoadError(f"{uri!r} is not a rubiks-service model (no {CHECKPOINT_ARTIFACT!r} artifact)")
     return os.path.join(local, artifact["path"])
+
+
+def _run_artifact_uri(uri: str, tracking_uri: str) -> str:
+    """A `models:/` URI looked up in `tracking_uri`'s registry -> where that version's files are. The store is
+    passed, never set globally: mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ (later runs
+    of this process would log to the model's store), and MLflow resolves `models:/` in the global registry."""
+    if not uri.startswith("models:/"):
+        return uri
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name, alias_sep, ref = uri.removeprefix("models:/").partition("@")
+    if alias_sep:
+        version = client.get_model_version_by_alias(name, ref).version
+    else:
+        name, _, version = name.partition("/")
+        if not version.isdigit():
+            raise ModelLoadError(f"{uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
+    return client.get_model_version_download_uri(name, version)
 
 
 def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: str = "runs",

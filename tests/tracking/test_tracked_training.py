@@ -156,12 +156,14 @@ def test_mlflow_model_loads_in_a_fresh_process(trained, tmp_path):
 def test_predict_and_eval_take_a_runs_uri(trained, colour_data, capsys):
     run_uri = trained["summary"]["model_uri"]
     path = _val_videos(colour_data)[0][0]
-    cwd = os.getcwd()
+    cwd, env_uri = os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI")
     os.chdir(trained["tmp"])
     try:
         code, via_mlflow = _predict_json(capsys, run_uri, path, "--tracking-uri", trained["uri"])
     finally:
         os.chdir(cwd)
+    # fetching the model leaves the process's tracking store as it was (later runs must not log there)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_uri
     _, via_file = _predict_json(capsys, trained["checkpoint"], path)
     assert code == 0 and via_mlflow["model"] == run_uri
     assert via_mlflow["videos"][0]["top"][0]["class"] == via_file["videos"][0]["top"][0]["class"]
