@@ -64,16 +64,17 @@ ENTRY_FILE = {"train": "config.yaml", "sweep": "space.yaml"}
 BASE_FILE = "base.yaml"
 
 
+def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
+    """The job spec at `path` (its config path taken from the spec's folder); what it runs is not read."""
+    spec = validate_as(JobSpec, read_yaml(path), path)
+    return spec.model_copy(update={"config": os.path.normpath(beside(path, spec.config))}
+                           | ({"priority": priority} if priority is not None else {}))
+
+
 def load_job(path: str, priority: int | None = None) -> tuple[JobSpec, dict[str, str]]:
     """Read a job spec and bundle what it runs (`bundle_job`): validated once, at submit."""
-    spec = validate_as(JobSpec, read_yaml(path), path)
-    spec = spec.model_copy(update={"config": os.path.normpath(beside(path, spec.config))}
-                           | ({"priority": priority} if priority is not None else {}))
+    spec = load_job_spec(path, priority)
     return spec, bundle_job(spec)
-
-
-def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
-    return load_job(path, priority)[0]
 
 
 def _dump(tree: dict) -> str:

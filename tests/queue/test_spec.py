@@ -65,7 +65,7 @@ def test_a_sweep_job_carries_its_space_and_base(tmp_path, train_yaml):
 ])
 def test_bad_specs_are_refused(train_yaml, job_yaml, fields, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        load_job_spec(job_yaml(**fields))
+        load_job(job_yaml(**fields))  # the spec and what it runs, as `rubiks submit` reads them
 
 
 def test_shipped_job_specs_are_valid_and_runnable():
@@ -73,5 +73,5 @@ def test_shipped_job_specs_are_valid_and_runnable():
     specs = glob.glob(os.path.join(REPO_ROOT, "jobs", "*.yaml"))
     assert specs and len(specs) >= 2
     for path in specs:
-        assert load_job_spec(path).entrypoint().startswith("rubiks ")
-        load_job(path)  # the spec, and the config or space it bundles, with the job's overrides
+        spec, _ = load_job(path)  # the spec, and the config or space it bundles, with the job's overrides
+        assert spec.entrypoint().startswith("rubiks ")
