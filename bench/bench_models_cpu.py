@@ -27,7 +27,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,17 +48,6 @@ GOALS = {"tsm-r18/rubiksnet-tiny@batch1": 3.0, "tsm-r50/rubiksnet-large@batch1":
 # (warm-up calls, timed rounds) per phase; batch 8 and training of the large models take seconds a call
 ROUNDS = {"full": {"batch1": (2, 7), "batch8": (1, 3), "train": (1, 2)},
           "quick": {"batch1": (1, 3), "batch8": (1, 1), "train": (1, 1)}}
-
-
-def _lscpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return _cpu_model()
-    for line in out.splitlines():
-        if line.strip().startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return _cpu_model()
 
 
 def _keep_heap() -> bool:
@@ -204,7 +192,7 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
     result = {
         "benchmark": "models_cpu",
         "date": dt.date.today().isoformat(),
-        "machine": {"cpu": _lscpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
         "setup": {"frames": frames, "size": size, "num_classes": num_classes, "dtype": "float32",
                   "rubiksnet_variant": variant, "rounds": schedule, "interleaved": True, "malloc": heap,
@@ -304,12 +292,7 @@ def main(argv=None) -> int:
     else:
         print(_table(result))
         if args.out:
-            with open(os.devnull, "w") as devnull:
-                stdout, sys.stdout = sys.stdout, devnull
-                try:
-                    emit_json(result, args.out)
-                finally:
-                    sys.stdout = stdout
+            emit_json(result, args.out, echo=False)
     return 0
 
 

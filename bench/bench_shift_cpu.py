@@ -42,10 +42,12 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def emit_json(result: dict, out: str | None) -> None:
-    """Print a benchmark result as JSON and, with `out`, also write it there (shared by bench/*)."""
+def emit_json(result: dict, out: str | None, *, echo: bool = True) -> None:
+    """Print a benchmark result as JSON (unless `echo` is False) and, with `out`, also write it there
+    (shared by bench/*)."""
     text = json.dumps(result, indent=2)
-    print(text)
+    if echo:
+        print(text)
     if out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(out, "w") as f:
