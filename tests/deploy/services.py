@@ -15,12 +15,13 @@ import time
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers.reference import REPO_ROOT
+
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BIN = os.path.dirname(sys.executable)  # mlflow, ray and rubiks of this environment
 
 
-COMPOSE = os.path.join(ROOT, "docker-compose.yml")
+COMPOSE = os.path.join(REPO_ROOT, "docker-compose.yml")
 
 
 def compose() -> dict:

@@ -10,7 +10,9 @@ import pytest
 
 from rubiks_service.cli import build_parser
 
-from .services import COMPOSE, ROOT, compose
+from tests.helpers.reference import REPO_ROOT
+
+from .services import COMPOSE, compose
 
 
 def test_compose_file_matches_the_compose_specification():
@@ -59,7 +61,7 @@ def test_service_commands_match_the_cli():
 
 
 def test_dockerfile_installs_the_package_with_its_extension():
-    with open(os.path.join(ROOT, "Dockerfile")) as f:
+    with open(os.path.join(REPO_ROOT, "Dockerfile")) as f:
         text = f.read()
     assert "linux/amd64" in text and "--no-build-isolation" in text and "rubiks info" in text
     # Ubuntu 24.04 ships python3 = 3.12 and no python3.11 package
