@@ -27,13 +27,14 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-path", default="runs", help="where runs and the default MLflow store live (default: runs)")
 
 
-def emit(result: dict, as_json: bool, width: int = 18) -> None:
-    """A result dict as JSON (stdout holds only that) or as aligned `key: value` lines."""
+def emit(result: dict, as_json: bool, width: int = 18, float_format: str = "") -> None:
+    """A result dict as JSON (stdout holds only that) or as aligned `key: value` lines, floats in
+    `float_format`."""
     if as_json:
         print(json.dumps(result, indent=2))
     else:
         for key, value in result.items():
-            print(f"{key:>{width}}: {value}")
+            print(f"{key:>{width}}: {value:{float_format}}" if isinstance(value, float) else f"{key:>{width}}: {value}")
 
 
 def user_error(command: str, message: object) -> int:

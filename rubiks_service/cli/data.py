@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_json, user_error
+from ._common import add_json, emit, user_error
 
 # what each annotation format's adapter reads (data.adapters), for errors and the help
 PREPARE_INPUTS = {
@@ -63,7 +63,7 @@ def _data_synth(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return user_error("data synth", exc)
     paths = generate(args.out_dir, cfg, progress=not args.json)
-    print(json.dumps(paths, indent=2) if args.json else "\n".join(f"{k:>8}: {v}" for k, v in paths.items()))
+    emit(paths, args.json, width=8)
     return 0
 
 

@@ -99,11 +99,7 @@ def _eval(args: argparse.Namespace) -> int:
     results = {}
     for protocol in args.protocol or cfg.eval_protocols:
         results.update(evaluate(fast, cfg, classes, protocol, manifest=args.data))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
+    emit(results, args.json, float_format=".4f")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ._common import add_address, add_json, add_tracking_args, add_tracking_uri, init_ray, user_error
+from ._common import add_address, add_json, add_tracking_args, add_tracking_uri, emit, init_ray, user_error
 from .tracking import browse_hint
 
 
@@ -51,11 +51,8 @@ def _train(args: argparse.Namespace) -> int:
     init_ray(args.address)
     uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)
     summary = run_tracked_training(cfg, uri)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for key, value in summary.items():
-            print(f"{key:>20}: {value}")
+    emit(summary, args.json, width=20)
+    if not args.json:
         print(f"\nbrowse: {browse_hint(uri, cfg.storage_path, cfg.experiment)}")
     return 0
 
