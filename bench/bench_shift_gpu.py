@@ -45,6 +45,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_shift_cpu import emit_json  # noqa: E402
 
 DEFAULT_SHAPES = ["8,8,72,56,56", "32,8,144,56,56"]
+# the bars at the Table A2 input, in every dtype: the op against a device-to-device copy, and the
+# blocks against the RubiksShift block (the paper, Titan Xp: 3D conv 7.98, TSM 3.59, RubiksShift 0.90 ms)
+GOAL_SHAPE = (8, 8, 72, 56, 56)
+GOALS = {"op_forward_vs_clone": ("<=", 1.5), "op_fwd_bwd_vs_clone": ("<=", 4.0),
+         **{f"{block}_block_vs_rubiks_block_{mode}": (">=", bar)
+            for block, bar in (("conv3d", 8.9), ("tsm", 4.0)) for mode in ("forward", "fwd_bwd")}}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEV = "cuda"
 
@@ -189,6 +195,20 @@ def _ratios(ms: dict) -> dict:
     return {k: round(v, 3) for k, v in r.items()}
 
 
+def _goals(results: list) -> list:
+    """Each bar at GOAL_SHAPE, per dtype: the ratio measured and whether it meets the bar."""
+    got = []
+    for row in results:
+        if tuple(row["shape_NTCHW"]) != GOAL_SHAPE:
+            continue
+        for key, (op, bar) in GOALS.items():
+            value = row["ratios"].get(key)
+            if value is not None:
+                met = value <= bar if op == "<=" else value >= bar
+                got.append({"dtype": row["dtype"], "ratio": key, "value": value, "bar": f"{op} {bar}", "met": met})
+    return got
+
+
 def run(shapes, dtypes, min_run_time: float = 1.0, with_blocks: bool = True, with_grid_sample: bool = True,
         seed: int = 0) -> dict:
     if not torch.cuda.is_available():
@@ -233,6 +253,7 @@ def run(shapes, dtypes, min_run_time: float = 1.0, with_blocks: bool = True, wit
         },
         "timing": "CUDA events, median ms per call over batches of calls, warm memory",
         "results": results,
+        "goals": _goals(results),
     }
 
 
