@@ -24,8 +24,13 @@ ENV DEBIAN_FRONTEND=noninteractive PATH=/opt/venv/bin:$PATH
 RUN apt-get update && apt-get install -y --no-install-recommends python3 ffmpeg libgomp1 curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
+# every service runs as this unprivileged user (uid 1000; compose's `user: rubiks`); /work/runs is
+# created here so that a fresh named volume mounted there is theirs too
+RUN (userdel -r ubuntu 2>/dev/null || true) && useradd --uid 1000 --create-home --shell /usr/sbin/nologin rubiks \
+    && mkdir -p /work/runs && chown rubiks:rubiks /work /work/runs
 WORKDIR /work
 COPY configs configs
 COPY tune_spaces tune_spaces
 COPY jobs jobs
+USER rubiks
 RUN rubiks info

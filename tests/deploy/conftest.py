@@ -17,12 +17,15 @@ import requests
 
 from tests.helpers.training import colour_data  # noqa: F401  (shared fixture: small real mp4 dataset)
 
-from .services import (BIN, PG_BIN, Process, as_postgres, compose, free_port, resolve_defaults, service_command,
-                       service_env, wait_for)
+from .services import (BIN, PG_BIN, Process, as_postgres, compose, free_port, service_command, service_env,
+                       wait_for, write_configs)
 
 class Stack:
     def __init__(self) -> None:
-        self.token = uuid.uuid4().hex  # the cluster's Ray token, as `.env` would hold it
+        self.token = uuid.uuid4().hex  # the cluster's Ray token
+        # what `.env` holds: docker-compose.yml takes every secret from it and defaults none
+        self.dotenv = {"RAY_AUTH_TOKEN": self.token, "POSTGRES_PASSWORD": uuid.uuid4().hex,
+                       "MLFLOW_ADMIN_PASSWORD": uuid.uuid4().hex, "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}
         self.base = tempfile.mkdtemp(prefix="rubiks-stack-")
         os.chmod(self.base, 0o755)
         self.runs = os.path.join(self.base, "runs")
@@ -47,8 +50,8 @@ class Stack:
     def env(self) -> dict[str, str]:
         """The environment every rubiks service of the compose file gets (RAY_AUTH_TOKEN from .env)."""
         env = dict(os.environ)
-        env.update(service_env("dispatcher", self.hosts, {"RAY_AUTH_TOKEN": self.token}))
-        assert env["RAY_AUTH_TOKEN"] == self.token
+        env.update(service_env("dispatcher", self.hosts, self.dotenv))
+        assert env["RAY_AUTH_TOKEN"] == self.token and env["MLFLOW_TRACKING_PASSWORD"] == self.dotenv["MLFLOW_ADMIN_PASSWORD"]
         env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
         env.pop("RAY_ADDRESS", None)
         return env
@@ -56,6 +59,11 @@ class Stack:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def mlflow_login(self) -> tuple[str, str]:
+        """The MLflow account the services use (the admin the basic-auth app creates from .env)."""
+        return self.env["MLFLOW_TRACKING_USERNAME"], self.env["MLFLOW_TRACKING_PASSWORD"]
 
     @property
     def queue_url(self) -> str:
@@ -72,10 +80,11 @@ class Stack:
     # --- services ---------------------------------------------------------------------------
     def start_postgres(self) -> None:
         pg = compose()["services"]["postgres"]["environment"]
-        user, password, db = pg["POSTGRES_USER"], resolve_defaults(pg["POSTGRES_PASSWORD"]), pg["POSTGRES_DB"]
+        user, db = pg["POSTGRES_USER"], pg["POSTGRES_DB"]
+        password = service_env("postgres", self.hosts, self.dotenv)["POSTGRES_PASSWORD"]
         self.pgdata = os.path.join(self.base, "pgdata")
         pwfile = os.path.join(self.base, "pgpass")
-        with open(pwfile, "w") as f:
+        with open(os.open(pwfile, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(password)
         if os.geteuid() == 0:
             shutil.chown(self.base, "postgres")
@@ -93,8 +102,11 @@ class Stack:
     def start_mlflow(self) -> None:
         # one server process (.env's MLFLOW_WORKERS=1): on a loaded 2-core machine uvicorn's
         # supervisor kills slow-starting workers of a multi-process server
-        argv = service_command("mlflow", self.hosts, self.runs, {"MLFLOW_WORKERS": "1"})
-        proc = self._start("mlflow", argv)
+        argv = service_command("mlflow", self.hosts, self.runs, {**self.dotenv, "MLFLOW_WORKERS": "1"})
+        # the basic-auth app: its settings file (compose's `configs`) and the admin it creates, from .env
+        configs = write_configs("mlflow", self.hosts, self.dotenv, self.base)
+        env = {key: configs.get(value, value) for key, value in service_env("mlflow", self.hosts, self.dotenv).items()}
+        proc = self._start("mlflow", argv, env)
         wait_for(lambda: requests.get(f"{self.tracking_uri}/health", timeout=5).ok, "mlflow server", 300, proc)
 
     def start_ray(self) -> None:
@@ -126,8 +138,8 @@ class Stack:
         argv = service_command("dispatcher", self.hosts, self.runs) + ["--poll", "1"]
         return self._start(name, argv)
 
-    def _start(self, name: str, argv: list[str]) -> Process:
-        proc = Process(name, argv, self.env, self.logs, cwd=self.base)
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        proc = Process(name, argv, {**self.env, **(env or {})}, self.logs, cwd=self.base)
         self.processes[name] = proc
         return proc
 

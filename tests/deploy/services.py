@@ -1,5 +1,5 @@
 """How the stack test runs the compose file's services as processes: the compose file read,
-`${VAR:-default}` resolved, host names and ports mapped to this machine, each service a process in
+`${VAR:-default}` / `${VAR:?…}` resolved from a `.env` the test makes (secrets only there), configs written, host names and ports mapped to this machine, each service a process in
 its own group (stopped as a whole), and polling until a service answers."""
 from __future__ import annotations
 
@@ -29,13 +29,22 @@ def compose() -> dict:
         return yaml.safe_load(f)  # resolves the <<: merge keys the way compose does
 
 
+class MissingSetting(KeyError):
+    """A `${VAR:?message}` with VAR unset: compose refuses to start."""
+
+
 def resolve_defaults(text: str, env: dict[str, str] | None = None) -> str:
-    """Compose's `${VAR:-default}` / `${VAR:?msg}` from `env` (the `.env` file's role), else the default."""
+    """Compose's `${VAR:-default}` / `${VAR:?msg}` from `env` (the `.env` file's role): a `:-` default when
+    VAR is unset, `MissingSetting` for a `:?` one, as `docker compose` refuses to start then."""
     env = os.environ if env is None else env
 
     def sub(m: re.Match) -> str:
         name, op, rest = m.group(1), m.group(2), m.group(3)
-        return env.get(name) or (rest if op == ":-" else "")
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise MissingSetting(f"{name}: {rest}")
+        return rest if op == ":-" else ""
     return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", sub, text)
 
 
@@ -48,23 +57,37 @@ def free_port() -> int:
 def service_command(name: str, hosts: dict[str, str], runs: str, dotenv: dict[str, str] | None = None) -> list[str]:
     """The compose service's command as argv: host:port pairs mapped, 0.0.0.0 -> 127.0.0.1,
     /work/runs -> `runs`, our environment's executables; `dotenv` plays compose's .env file."""
-    text = resolve_defaults(compose()["services"][name]["command"], dotenv or {})
-    for old, new in hosts.items():
-        text = text.replace(old, new)
+    text = _mapped(compose()["services"][name]["command"], hosts, dotenv or {})
     text = text.replace("0.0.0.0", "127.0.0.1").replace("/work/runs", runs)
     argv = shlex.split(text)
     exe = os.path.join(BIN, argv[0])
     return [exe if os.path.exists(exe) else argv[0], *argv[1:]]
 
 
+def _mapped(text: str, hosts: dict[str, str], dotenv: dict[str, str]) -> str:
+    text = resolve_defaults(text, dotenv)
+    for old, new in hosts.items():
+        text = text.replace(old, new)
+    return text
+
+
 def service_env(name: str, hosts: dict[str, str], dotenv: dict[str, str]) -> dict[str, str]:
-    env = {}
-    for key, value in compose()["services"][name].get("environment", {}).items():
-        value = resolve_defaults(str(value), dotenv)
-        for old, new in hosts.items():
-            value = value.replace(old, new)
-        env[key] = value
-    return env
+    return {key: _mapped(str(value), hosts, dotenv)
+            for key, value in compose()["services"][name].get("environment", {}).items()}
+
+
+def write_configs(name: str, hosts: dict[str, str], dotenv: dict[str, str], folder: str) -> dict[str, str]:
+    """The compose `configs` a service mounts, written into `folder` (mode 0600, as compose's `mode`
+    keeps them private); {target path in the container: path here}."""
+    top = compose().get("configs", {})
+    written = {}
+    for mount in compose()["services"][name].get("configs", []):
+        path = os.path.join(folder, os.path.basename(mount["target"]))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(_mapped(top[mount["source"]]["content"], hosts, dotenv))
+        written[mount["target"]] = path
+    return written
 
 
 class Process:

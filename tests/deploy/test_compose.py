@@ -1,6 +1,8 @@
 """docker-compose.yml is checked without a Docker engine: against the compose specification's
 JSON schema (check-jsonschema's vendored copy), and each service's command against our CLI."""
+import configparser
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -34,6 +36,7 @@ def test_services_and_exposure():
         env = services[name]["environment"]
         assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # required, never defaulted off
         assert env["RAY_AUTH_MODE"] == "token"
+        assert env["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?"), name
     gpu = services["ray-gpu-worker"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert gpu["shm_size"]
@@ -66,3 +69,38 @@ def test_dockerfile_installs_the_package_with_its_extension():
     assert "linux/amd64" in text and "--no-build-isolation" in text and "rubiks info" in text
     # Ubuntu 24.04 ships python3 = 3.12 and no python3.11 package
     assert "ubuntu24.04" in text and "python3.11" not in text and "python3 -m venv" in text
+
+
+def test_every_secret_comes_from_dotenv_without_a_default():
+    """Compose refuses to start while a secret is unset (`${VAR:?…}`): no password, token or key has a
+    `:-` default or a literal value anywhere in the file."""
+    with open(COMPOSE) as f:
+        text = f.read()
+    refs = re.findall(r"\$\{(\w+)(:-|:\?|)([^}]*)\}", text)
+    secrets = {name for name, _, _ in refs if re.search(r"PASSWORD|TOKEN|SECRET", name)}
+    assert secrets == {"POSTGRES_PASSWORD", "RAY_AUTH_TOKEN", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    assert all(op == ":?" for name, op, _ in refs if name in secrets), [r for r in refs if r[0] in secrets]
+    for name, svc in compose()["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if re.search(r"PASSWORD|TOKEN|SECRET", key):
+                assert str(value).startswith("${"), (name, key)  # never a literal secret
+    with open(os.path.join(REPO_ROOT, ".gitignore")) as f:
+        assert ".env" in f.read().split()  # the file that holds them is never committed
+
+
+def test_mlflow_runs_its_basic_auth_app_and_no_service_runs_as_root():
+    services = compose()["services"]
+    mlflow = shlex.split(services["mlflow"]["command"])
+    assert mlflow[mlflow.index("--app-name") + 1] == "basic-auth"
+    env = services["mlflow"]["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    mount, = services["mlflow"]["configs"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == mount["target"] and mount["mode"] == 0o400
+    ini = configparser.ConfigParser()
+    ini.read_string(compose()["configs"][mount["source"]]["content"])
+    assert ini["mlflow"]["database_uri"].startswith("postgresql+psycopg://") and ini["mlflow"]["default_permission"]
+    for name, svc in services.items():
+        assert svc.get("user") not in (None, "root", "0"), name
+    with open(os.path.join(REPO_ROOT, "Dockerfile")) as f:
+        text = f.read()
+    assert re.search(r"^USER rubiks$", text, re.MULTILINE) and "--uid 1000" in text

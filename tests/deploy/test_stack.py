@@ -3,7 +3,8 @@ PostgreSQL shared by the queue and the MLflow server (--serve-artifacts), a two-
 with token authentication, and the dispatcher. From a folder outside the project a user submits
 a sweep; it succeeds and everything it logged is readable through the MLflow server; concurrent
 submits neither lose nor double a job; a SIGKILLed dispatcher restarts and the job completes
-once; the Jobs API refuses a call without the token; the MLflow UI shows it in a browser."""
+once; the Jobs API refuses a call without the token, the MLflow server (basic-auth) one without the
+login; the MLflow UI shows the sweep in a browser that signs in."""
 from __future__ import annotations
 
 import json
@@ -52,6 +53,19 @@ def test_jobs_api_refuses_a_call_without_the_token(stack):
     assert right.status_code == 200
 
 
+def test_mlflow_refuses_a_request_without_the_login(stack):
+    """The compose MLflow server runs its basic-auth app with the admin from .env: the API and the UI
+    answer 401 without the login or with a wrong one (MLflow's old default admin password included)."""
+    api = f"{stack.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=5"
+    user, password = stack.mlflow_login
+    for auth in (None, (user, "wrong-password"), ("admin", "password1234")):
+        assert requests.get(api, auth=auth, timeout=30).status_code == 401, auth
+    assert requests.get(f"{stack.tracking_uri}/", timeout=30).status_code == 401  # the browser asks for a login
+    right = requests.get(api, auth=(user, password), timeout=30)
+    assert right.status_code == 200, right.text[:300]
+    assert "experiments" in right.json()
+
+
 def test_eight_concurrent_submits_give_eight_jobs(stack, user_dir):
     """Eight `rubiks submit` processes at once against a fresh PostgreSQL queue (each also runs the
     schema migration on start): eight distinct jobs, nothing lost or doubled. Then cancelled."""
@@ -77,7 +91,7 @@ def test_eight_concurrent_submits_give_eight_jobs(stack, user_dir):
     assert {"rubiks_queue_jobs", "rubiks_queue_alembic_version", "jobs", "experiments", "runs"} <= tables
 
 
-def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(stack, user_dir):
+def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(stack, user_dir, monkeypatch):
     done = stack.rubiks("submit", "sweep-job.yaml", "--queue-url", stack.queue_url, "--priority", "5", "--json",
                         cwd=user_dir)
     assert done.returncode == 0, done.stderr
@@ -107,8 +121,11 @@ def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(s
     assert final["attempts"] == 1 and len(ray_jobs) == 1  # submitted once, ran once
     assert final["mlflow_run_id"]
 
-    # everything the sweep logged, read back through the MLflow server over HTTP
+    # everything the sweep logged, read back through the MLflow server over HTTP, signed in as the services are
     from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", stack.mlflow_login[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.mlflow_login[1])
 
     client = MlflowClient(tracking_uri=stack.tracking_uri)
     parent = client.get_run(final["mlflow_run_id"])
@@ -146,7 +163,8 @@ def test_the_mlflow_ui_lists_the_sweep_in_a_browser(stack):
     from .browser import open_page
 
     # the link `rubiks ui` / `rubiks sweep` print: the training-runs table, not the GenAI view
-    with open_page(experiment_url(stack.tracking_uri, sweep["experiment_id"]), width=1600, height=700) as page:
+    with open_page(experiment_url(stack.tracking_uri, sweep["experiment_id"]), width=1600, height=700,
+                   login=stack.mlflow_login) as page:
         page.get_by_text("stack-sweep").first.wait_for(timeout=120_000)
         assistant = page.get_by_role("button", name="Close")
         if assistant.count():
@@ -170,6 +188,6 @@ def test_the_mlflow_ui_lists_the_sweep_in_a_browser(stack):
     # the parent run's Pareto plot, rendered by the UI's artifact viewer
     artifact_page = (f"{stack.tracking_uri}/#/experiments/{sweep['experiment_id']}/runs/{sweep['parent']}"
                      "/artifacts/pareto/pareto.png?workflowType=machine_learning")
-    with open_page(artifact_page) as page:
+    with open_page(artifact_page, login=stack.mlflow_login) as page:
         page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => !i.src.startsWith('data:')"
                                " && i.complete && i.naturalWidth > 100 && i.naturalHeight > 100)", timeout=120_000)
