@@ -40,16 +40,20 @@ def add_parsers(sub) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from rubiks_service.config_files import ConfigError
+    from rubiks_service.tracking.init_source import resolve_init_from
     from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
     from rubiks_service.train.config import load_config
+    from rubiks_service.train.init_from import InitFromError
     from rubiks_service.tracking.tracked_training import run_tracked_training
 
     try:
         cfg = load_config(args.config, args.set)
-    except ConfigError as exc:
+        uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)
+        # a missing, unresolvable or incompatible model.init_from: one line, before Ray starts
+        resolve_init_from(cfg, uri, echo=False)
+    except (ConfigError, InitFromError) as exc:
         return user_error("train", exc)
     init_ray(args.address)
-    uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)
     summary = run_tracked_training(cfg, uri)
     emit(summary, args.json, width=20)
     if not args.json:
@@ -57,17 +61,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_init_from(space, args: argparse.Namespace) -> None:
+    """Every trial's model.init_from resolved and checked (`InitFromError`) before Ray starts."""
+    from rubiks_service.tracking.init_source import resolve_init_from
+    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+
+    for point in space.space.grid_points():
+        trial = space.trial_config(point["set"])
+        if trial.model.init_from is None:
+            continue
+        storage = args.storage_path or trial.storage_path
+        resolve_init_from(trial.model_copy(update={"storage_path": storage}),
+                          resolve_tracking_uri(args.tracking_uri, storage), echo=False)
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from rubiks_service.config_files import ConfigError
     from rubiks_service.tracking.pareto import format_table
     from rubiks_service.tracking.sweep_results import TABLE_COLUMNS, comparison_rows, frontier
     from rubiks_service.train import metric_names as names
+    from rubiks_service.train.init_from import InitFromError
     from rubiks_service.tune.space import load_space
     from rubiks_service.tune.sweep import run_sweep
 
     try:
         space = load_space(args.space)
-    except ConfigError as exc:
+        check_init_from(space, args)
+    except (ConfigError, InitFromError) as exc:
         return user_error("sweep", exc)
     init_ray(args.address)
     outcome = run_sweep(space, tracking_uri=args.tracking_uri, storage_path=args.storage_path, verbose=args.verbose)

@@ -14,20 +14,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-import yaml
 from torch import nn
 
 from rubiks_service.models.checkpoint import CheckpointError, model_from_release, read_checkpoint_file
-from rubiks_service.tracking.mlflow_model import CHECKPOINT_ARTIFACT
+from rubiks_service.tracking.model_files import ModelLoadError, download_mlflow_model, is_mlflow_uri
 from rubiks_service.train.config import DataConfig, TrainConfig
 from rubiks_service.train.trainer import is_training_checkpoint, model_from_checkpoint
 
-MLFLOW_SCHEMES = ("runs:/", "models:/")
 RELEASE_CROP = 224  # the paper's input; a release checkpoint does not record it
-
-
-class ModelLoadError(ValueError):
-    """A MODEL that cannot be used, with the reason (one line)."""
 
 
 @dataclass
@@ -50,10 +44,6 @@ class LoadedModel:
                                            segments=self.segments, crop_size=self.crop_size))
 
 
-def is_mlflow_uri(spec: str) -> bool:
-    return spec.startswith(MLFLOW_SCHEMES)
-
-
 def load_model_file(path: str, *, source: str | None = None, crop_size: int | None = None) -> LoadedModel:
     """A checkpoint file: a training checkpoint, or a release-format one (class names `0..K-1`
     unless it lists `classes`; input `crop_size`, default 224)."""
@@ -68,48 +58,6 @@ def load_model_file(path: str, *, source: str | None = None, crop_size: int | No
         raise ModelLoadError((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
     classes = [str(c) for c in state.get("classes", range(model.cfg.num_classes))]
     return LoadedModel(model, classes, model.cfg.num_frames, crop_size or RELEASE_CROP, None, source or path)
-
-
-def download_mlflow_model(uri: str, tracking_uri: str, dst: str) -> str:
-    """The MLflow model at `uri` into `dst`; returns the path of its weights file."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one line per problem
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=_run_artifact_uri(uri, tracking_uri), dst_path=dst,
-                                                    tracking_uri=tracking_uri)
-    except (MlflowException, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"cannot fetch MLflow model {uri!r} from {tracking_uri}: {first[:300]}") from None
-    mlmodel = os.path.join(local, "MLmodel")
-    if not os.path.isfile(mlmodel):
-        raise ModelLoadError(f"{uri!r} is not an MLflow model (no MLmodel file)")
-    with open(mlmodel) as f:
-        spec = yaml.safe_load(f) or {}
-    artifact = (spec.get("flavors", {}).get("python_function", {}).get("artifacts", {}).get(CHECKPOINT_ARTIFACT))
-    if not artifact:
-        raise ModelLoadError(f"{uri!r} is not a rubiks-service model (no {CHECKPOINT_ARTIFACT!r} artifact)")
-    return os.path.join(local, artifact["path"])
-
-
-def _run_artifact_uri(uri: str, tracking_uri: str) -> str:
-    """A `models:/` URI looked up in `tracking_uri`'s registry -> where that version's files are. The store is
-    passed, never set globally: mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ (later runs
-    of this process would log to the model's store), and MLflow resolves `models:/` in the global registry."""
-    if not uri.startswith("models:/"):
-        return uri
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    name, alias_sep, ref = uri.removeprefix("models:/").partition("@")
-    if alias_sep:
-        version = client.get_model_version_by_alias(name, ref).version
-    else:
-        name, _, version = name.partition("/")
-        if not version.isdigit():
-            raise ModelLoadError(f"{uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
-    return client.get_model_version_download_uri(name, version)
 
 
 def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: str = "runs",

@@ -24,6 +24,7 @@ from rubiks_service.train import metric_names as names
 from rubiks_service.train.config import TrainConfig
 from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_checkpoint
 
+from .init_source import log_init_source, resolve_init_from
 from .mlflow_model import log_trained_model
 from .mlflow_store import log_metrics, log_params, make_client, tracked_run
 from .train_callback import MlflowEpochLogger
@@ -36,10 +37,12 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
                          tags: dict | None = None) -> dict:
     client = make_client(tracking_uri)
     name = run_name or cfg.name
+    init = resolve_init_from(cfg, tracking_uri)  # a bad model.init_from fails here: no run, no worker started
     with tracked_run(client, cfg.experiment, name, parent_run_id=parent_run_id, tags=tags) as run_id:
         log_params(client, run_id, cfg.model_dump())
+        log_init_source(client, run_id, init)
         outcome = fit(cfg, callbacks=[MlflowEpochLogger(tracking_uri, run_id), *(extra_callbacks or [])],
-                      run_name=name)
+                      run_name=name, init_state=init.state if init else None)
         if outcome.metrics.get(names.NODE_ID):
             client.set_tag(run_id, NODE_TAG, outcome.metrics[names.NODE_ID])
         if outcome.checkpoint_path is None:

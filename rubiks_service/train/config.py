@@ -15,13 +15,17 @@ from pydantic import Field, model_validator
 from rubiks_service.config_files import ConfigError, StrictModel, apply_overrides, beside, read_yaml, validate_as
 from rubiks_service.data.clip_spec import ClipMode
 from rubiks_service.models import MODEL_NAMES, MODELS, VARIANTS, ModelEntry, model_entry
+from rubiks_service.models.inflate import TEMPORAL_INITS
 from rubiks_service.ops.grad_norm import GRAD_NORM_FORMS
 from rubiks_service.ops.modules import SHIFT_INITS
+
+from .init_from import STAGES
 
 __all__ = ["ConfigError", "EVAL_PROTOCOLS", "ModelConfig", "TrainConfig", "load_config", "validate"]
 
 # the clip modes that are evaluation protocols, as the plain strings a config holds
 EVAL_PROTOCOLS = tuple(mode.value for mode in ClipMode if mode is not ClipMode.TRAIN)
+INIT_KEYS = ("init_from", "inflate_temporal", "freeze_stages")  # model keys of every family
 
 
 class ModelConfig(StrictModel):
@@ -35,6 +39,11 @@ class ModelConfig(StrictModel):
     shift_init: Literal[SHIFT_INITS] = "uniform"
     fixed_shifts: bool = False  # the paper's Table 4 ablation: frozen TSM temporal + ShiftNet spatial shifts
     temporal_shift: bool = True  # False: per-frame baseline (no temporal mixing)
+    # start from these weights, not a resume (train/init_from.py): a checkpoint file (ours or the release's),
+    # runs:/<run_id>/model or models:/<name>/<version> or models:/<name>@<alias>
+    init_from: str | None = None
+    inflate_temporal: Literal[TEMPORAL_INITS] = "tsm"  # temporal rows of shifts inflated from a 2D checkpoint
+    freeze_stages: int = Field(0, ge=0, le=max(len(s) for s in STAGES.values()))  # stem, then residual layers
 
     @property
     def entry(self) -> ModelEntry:
@@ -58,7 +67,7 @@ class ModelConfig(StrictModel):
         if self.name.lower() not in MODEL_NAMES:
             raise ValueError(f"model.name {self.name!r} is not one of {', '.join(MODEL_NAMES)}")
         for key in type(self).model_fields:  # a setting the family does not take must stay at its default
-            if key != "name" and key not in self.entry.options and getattr(self, key) != self._default(key):
+            if key not in ("name", *INIT_KEYS) and key not in self.entry.options and getattr(self, key) != self._default(key):
                 takers = sorted({e.family for e in MODELS.values() if key in e.options})
                 raise ValueError(f"model.{key}: {getattr(self, key)!r} applies to {' / '.join(takers)} models, "
                                  f"not {self.name} (leave it at {self._default(key)!r})")
@@ -69,6 +78,13 @@ class ModelConfig(StrictModel):
                                      f"(rs-aq has no learned interpolated 3D shift)")
             if not self.temporal_shift:
                 raise ValueError("model.temporal_shift: false (per-frame baseline) applies to the rs / rs-q variants")
+        if self.init_from is None:
+            for key in INIT_KEYS[1:]:
+                if getattr(self, key) != self._default(key):
+                    raise ValueError(f"model.{key}: {getattr(self, key)!r} needs model.init_from")
+        if self.freeze_stages > len(STAGES[self.family]):
+            raise ValueError(f"model.freeze_stages: {self.freeze_stages} is more than the "
+                             f"{len(STAGES[self.family])} stages of {self.name}")
         if self.fixed_shifts and not self.temporal_shift:
             raise ValueError("model.fixed_shifts: the fixed-shift ablation needs model.temporal_shift: true")
         if self.fixed_shifts and self.shift_init != "uniform":
@@ -109,6 +125,7 @@ class OptimConfig(StrictModel):
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     shift_lr_mult: float = Field(0.01, ge=0.0)  # the paper's x0.01, applied after warm-up
     shift_warmup_epochs: int = Field(0, ge=0)  # shifts learn at the full lr before that
+    backbone_lr_mult: float = Field(1.0, ge=0.0)  # with model.init_from: lr x this for all but the classifier head
 
 
 class AQConfig(StrictModel):
@@ -147,6 +164,8 @@ class TrainConfig(StrictModel):
             raise ValueError("scaling.amp needs scaling.use_gpu: true (AMP is GPU-only here)")
         if any(step >= self.optim.epochs for step in self.optim.lr_steps):
             raise ValueError(f"optim.lr_steps {self.optim.lr_steps} must be below optim.epochs ({self.optim.epochs})")
+        if self.optim.backbone_lr_mult != 1.0 and self.model.init_from is None:
+            raise ValueError("optim.backbone_lr_mult needs model.init_from (the weights it protects)")
         return self
 
     def with_overrides(self, overrides: dict[str, Any], source: str) -> TrainConfig:
@@ -162,7 +181,10 @@ class TrainConfig(StrictModel):
         d = self.data
         data = d.model_copy(update={"train_manifest": resolve(d.train_manifest), "val_manifest": resolve(d.val_manifest),
                                     "data_root": resolve(d.data_root)})
-        return self.model_copy(update={"data": data, "storage_path": resolve(self.storage_path)})
+        model = self.model
+        if model.init_from is not None and ":/" not in model.init_from:  # a file; runs:/ models:/ s3:// are not
+            model = model.model_copy(update={"init_from": resolve(model.init_from)})
+        return self.model_copy(update={"data": data, "storage_path": resolve(self.storage_path), "model": model})
 
 
 def validate(raw: dict, source: str = "config") -> TrainConfig:

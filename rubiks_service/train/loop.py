@@ -41,7 +41,7 @@ from .config import TrainConfig
 from .evaluation import evaluate_shard
 from .evaluation import view_averaged_logits  # noqa: F401  (MLflow models logged before it moved import it here)
 from .metrics import AccuracyCounter
-from .model_factory import build_from_config, model_payload
+from .model_factory import build_from_config, init_weights, model_payload
 from .optimization import autocast, make_optimizer, set_learning_rates
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -75,8 +75,8 @@ class WorkerRun:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train's entry point: `config` is {"train": TrainConfig, "classes": [...]}."""
-    run = start_worker(config["train"], list(config["classes"]))
+    """Ray Train's entry point: `config` is {"train": TrainConfig, "classes": [...], "init_state": dict | None}."""
+    run = start_worker(config["train"], list(config["classes"]), config.get("init_state"))
     last = run.cfg.optim.epochs - 1
     for epoch in range(run.start_epoch, run.cfg.optim.epochs):
         apply_schedule(run, epoch)
@@ -90,7 +90,7 @@ def train_loop_per_worker(config: dict) -> None:
         checkpoint_and_report(run, epoch, metrics)
 
 
-def start_worker(cfg: TrainConfig, classes: list[str]) -> WorkerRun:
+def start_worker(cfg: TrainConfig, classes: list[str], init_state: dict | None = None) -> WorkerRun:
     import ray.train
     import ray.train.torch
 
@@ -98,6 +98,8 @@ def start_worker(cfg: TrainConfig, classes: list[str]) -> WorkerRun:
     rank = ctx.get_world_rank()
     torch.manual_seed(cfg.seed + rank)
     bare = build_from_config(cfg, len(classes))
+    if init_state is not None:  # model.init_from's checkpoint (the driver resolved, read and checked it)
+        init_weights(bare, cfg, init_state, classes)
     optimizer = make_optimizer(bare, cfg)
     start_epoch, history = restore(bare, optimizer, rank)  # before Ray Train wraps the model
     model = ray.train.torch.prepare_model(bare)

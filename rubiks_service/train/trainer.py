@@ -29,8 +29,10 @@ class TrainOutcome:
     history: list[dict]  # every epoch's metrics, across restarts (carried in the checkpoint)
 
 
-def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None = None) -> TrainOutcome:
-    """Train with Ray Train. Starting again with the same name and storage path resumes the run."""
+def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None = None,
+        init_state: dict | None = None) -> TrainOutcome:
+    """Train with Ray Train. Starting again with the same name and storage path resumes the run.
+    `init_state`: the contents of `model.init_from`'s checkpoint (tracking/init_source.py) for the workers."""
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
@@ -42,7 +44,7 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     datasets, classes = clip_source(cfg).datasets()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg, "classes": classes},
+        train_loop_config={"train": cfg, "classes": classes, "init_state": init_state},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers,
             use_gpu=cfg.scaling.use_gpu,
