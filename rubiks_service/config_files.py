@@ -77,7 +77,8 @@ def validate_as(model: type[Model], raw: dict, source: str) -> Model:
 
 
 def beside(yaml_path: str, path: str) -> str:
-    """`path` as written in the YAML file `yaml_path`: a relative path is taken from that file's folder."""
-    if os.path.isabs(path):
+    """`path` as written in the YAML file `yaml_path`: a relative path is taken from that file's folder;
+    an absolute one and a URI (`s3://bucket/…`) are kept."""
+    if os.path.isabs(path) or "://" in path:
         return path
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(yaml_path)), path))

@@ -49,6 +49,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
 
     import ray
 
+    if ray.is_initialized():  # a process that already joined one (a notebook, a test) stays in it
+        return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)

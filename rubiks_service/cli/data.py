@@ -1,11 +1,11 @@
-"""`rubiks data synth | prepare | inspect`: the built-in motion dataset, manifests from annotation
-files, and what a manifest holds."""
+"""`rubiks data synth | prepare | inspect | prepare-frames`: the built-in motion dataset, manifests from
+annotation files, what a manifest holds, and its videos decoded once into frame shards."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from ._common import add_json, emit, user_error
+from ._common import add_address, add_json, emit, init_ray, user_error
 
 # what each annotation format's adapter reads (data.adapters), for errors and the help
 PREPARE_INPUTS = {
@@ -51,6 +51,19 @@ def add_parsers(sub) -> None:
     insp.add_argument("--no-check", action="store_true", help="do not open the videos")
     add_json(insp)
     insp.set_defaults(func=_data_inspect)
+    frames = data.add_parser("prepare-frames", help="decode a manifest's videos once into Parquet frame shards "
+                             "(a folder or s3:// prefix) that training reads with data.train_frames / val_frames")
+    frames.add_argument("manifest")
+    frames.add_argument("out", help="folder or s3://bucket/prefix to write (must not hold shards yet)")
+    frames.add_argument("--crop-size", type=int, default=112,
+                        help="the runs' data.crop_size: frames are resized to the short side it needs (default 112)")
+    frames.add_argument("--short-side", type=int, help="resize frames to this short side instead")
+    frames.add_argument("--data-root")
+    frames.add_argument("--classes", help="class list file (default: classes.txt beside the manifest)")
+    frames.add_argument("--videos-per-shard", type=int, default=16, help="videos per Parquet file (default 16)")
+    add_address(frames)
+    add_json(frames)
+    frames.set_defaults(func=_data_prepare_frames)
 
 
 def _data_synth(args: argparse.Namespace) -> int:
@@ -107,3 +120,28 @@ def _data_inspect(args: argparse.Namespace) -> int:
         for bad in report.unreadable:
             print(f"  unreadable: {bad['error']}")
     return 1 if report.unreadable else 0
+
+
+def _data_prepare_frames(args: argparse.Namespace) -> int:
+    from rubiks_service.data.clip_spec import ClipSpec
+    from rubiks_service.data.frame_shards import FramesError, prepare_frames
+    from rubiks_service.data.manifest import ManifestError
+    from rubiks_service.storage import StorageError
+
+    try:
+        short_side = args.short_side or ClipSpec(crop_size=args.crop_size).decode_short_side
+        if short_side < 8 or args.videos_per_shard < 1:
+            raise ValueError("--short-side must be >= 8 and --videos-per-shard >= 1")
+        init_ray(args.address)
+        summary = prepare_frames(args.manifest, args.out, short_side=short_side, data_root=args.data_root,
+                                 classes=args.classes, videos_per_shard=args.videos_per_shard)
+    except (FramesError, ManifestError, StorageError, ValueError) as exc:
+        return user_error("data prepare-frames", exc)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {summary['videos']} videos ({summary['frames']} frames at short side {short_side}) in "
+              f"{summary['shards']} shards -> {summary['out']} in {summary['seconds']} s")
+        for path in summary["unreadable"]:
+            print(f"  unreadable: {path}")
+    return 1 if summary["unreadable"] else 0

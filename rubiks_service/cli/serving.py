@@ -26,7 +26,7 @@ PROTOCOLS = LazyChoices(_eval_protocols)
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
-                   help="a checkpoint file (training or release format), runs:/<run_id>/model, "
+                   help="a checkpoint file (training or release format; a path or s3:// URI), runs:/<run_id>/model, "
                         "models:/<name>/<version> or models:/<name>@<alias>")
     p.add_argument("--size", type=int,
                    help="input crop size (default: the training config's; 224 for a release-format checkpoint)")
@@ -46,7 +46,7 @@ def add_parsers(sub) -> None:
 
     pred = sub.add_parser("predict", help="classify video files with a trained model (top-k classes)")
     _add_model_args(pred)
-    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (paths or s3:// URIs)")
     pred.add_argument("--topk", type=int, default=5, help="classes to show per video (default 5)")
     pred.add_argument("--protocol", choices=PROTOCOLS, default="1clip", metavar="PROTOCOL",
                       help="evaluation views: 1clip (centre crop) or 2clip (2 clips x 3 crops, averaged)")

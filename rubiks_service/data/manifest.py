@@ -2,7 +2,8 @@
 
 A manifest is a CSV or Parquet table with columns `path,label` and optionally
 `num_frames`. `label` is an integer class index or a class name; `path` is
-absolute or relative to a data root (default: the manifest's folder). The class
+absolute (a full `s3://` URI too) or relative to a data root (default: the
+manifest's folder, for an `s3://bucket/data/train.csv` its prefix). The class
 list comes from `classes=` (a list or a file with one name per line), else from
 `classes.txt` beside the manifest, else from the sorted distinct labels.
 
@@ -13,10 +14,13 @@ error (`ManifestError`) that names what is missing.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from rubiks_service import storage
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +57,26 @@ class Manifest:
 
 
 def read_table(path: str) -> list[dict]:
-    """Rows of a CSV or Parquet file as dicts (by extension)."""
-    if not os.path.exists(path):
+    """Rows of a CSV or Parquet file (local or `s3://`) as dicts (by extension)."""
+    source = _fetch(path) if storage.is_uri(path) else path
+    if not storage.is_uri(path) and not os.path.exists(path):
         raise ManifestError(f"manifest not found: {path}")
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    with open(path, newline="") as f:
+        return pq.read_table(source).to_pylist()
+    with open(path, newline="") if source is path else io.TextIOWrapper(source, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _fetch(uri: str) -> io.BytesIO:
+    """An object's bytes; a storage failure as a ManifestError of one line."""
+    try:
+        return io.BytesIO(storage.read_bytes(uri))
+    except storage.ObjectNotFound:
+        raise ManifestError(f"manifest not found: {uri}") from None
+    except storage.StorageError as exc:
+        raise ManifestError(str(exc)) from None
 
 
 def write_manifest(rows: Iterable[dict], path: str) -> str:
@@ -83,7 +98,7 @@ def write_manifest(rows: Iterable[dict], path: str) -> str:
 
 
 def read_classes(path: str) -> list[str]:
-    with open(path) as f:
+    with io.TextIOWrapper(_fetch(path)) if storage.is_uri(path) else open(path) as f:
         names = [line.strip() for line in f if line.strip()]
     if len(set(names)) != len(names):
         raise ManifestError(f"duplicate class names in {path}")
@@ -111,13 +126,14 @@ def read_manifest(
         missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
         if missing:
             raise ManifestError(f"{path}: missing column(s) {missing}; a manifest needs {list(REQUIRED_COLUMNS)}")
-    root = data_root or os.path.dirname(os.path.abspath(path))
+    folder = storage.parent(path)  # a local folder, or the manifest's prefix in a bucket
+    root = data_root or folder
     if isinstance(classes, str):
         class_list = read_classes(classes)
     elif classes is not None:
         class_list = list(classes)
-    elif os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)), "classes.txt")):
-        class_list = read_classes(os.path.join(os.path.dirname(os.path.abspath(path)), "classes.txt"))
+    elif storage.exists(storage.join(folder, "classes.txt")):
+        class_list = read_classes(storage.join(folder, "classes.txt"))
     else:
         labels = {str(r["label"]).strip() for r in rows}
         numeric = all(label.lstrip("-").isdigit() for label in labels)
@@ -132,7 +148,7 @@ def read_manifest(
             skipped.append(reason)
             continue
         video = str(row["path"])
-        video = video if os.path.isabs(video) else os.path.join(root, video)
+        video = video if storage.is_absolute(video) else storage.join(root, video)  # or a full s3:// URI
         frames = row.get("num_frames")
         records.append(VideoRecord(video, label, int(frames) if frames not in (None, "") else None,
                                    listed_path=str(row["path"])))

@@ -2,6 +2,7 @@
 
     path/to/checkpoint.pt         a training checkpoint (config + classes inside) or a
                                   release-format checkpoint (tier, variant, weights only)
+    s3://bucket/…/checkpoint.pt   the same, in object storage (rubiks_service.storage)
     runs:/<run_id>/model          the MLflow model a training run logged
     models:/<name>/<version>      a registered version, or models:/<name>@<alias>
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from rubiks_service import storage
 from rubiks_service.models.checkpoint import CheckpointError, model_from_release, read_checkpoint_file
 from rubiks_service.tracking.model_files import ModelLoadError, download_mlflow_model, is_mlflow_uri
 from rubiks_service.train.config import DataConfig, TrainConfig
@@ -62,7 +64,14 @@ def load_model_file(path: str, *, source: str | None = None, crop_size: int | No
 
 def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: str = "runs",
                   crop_size: int | None = None) -> LoadedModel:
-    """MODEL (a checkpoint path, `runs:/…` or `models:/…`) -> LoadedModel; `ModelLoadError` otherwise."""
+    """MODEL (a checkpoint path or `s3://` URI, `runs:/…` or `models:/…`) -> LoadedModel; `ModelLoadError`
+    otherwise."""
+    if storage.is_uri(spec):
+        try:
+            with storage.local_copy(spec) as local:  # fetched to a temporary file, removed after loading
+                return load_model_file(local, source=spec, crop_size=crop_size)
+        except storage.StorageError as exc:
+            raise ModelLoadError(str(exc)) from None
     if not is_mlflow_uri(spec):
         if not os.path.exists(spec):
             raise ModelLoadError(f"model not found: {spec} (a checkpoint file, runs:/<run_id>/model or "

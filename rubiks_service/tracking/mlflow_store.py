@@ -3,6 +3,14 @@
 Default tracking URI: a SQLite file under the storage path (the embedded
 default); `--tracking-uri` or MLFLOW_TRACKING_URI point anywhere else. Every
 run this service opens ends FINISHED or FAILED (`tracked_run`), never RUNNING.
+
+A storage path in object storage (`s3://…`) has no default store: a database
+cannot live in a bucket, and one on the local disk is what a cluster without a
+shared disk must not depend on. The tracking URI is then named: an MLflow server
+(its own artifact store, e.g. `--artifacts-destination s3://…`; clients need no
+S3 credentials) or a database, whose runs' artifacts then go to
+`<storage_path>/mlartifacts` in the bucket (MLflow writes them with boto3, which
+reads the same AWS_* variables; MLFLOW_S3_ENDPOINT_URL also works).
 """
 from __future__ import annotations
 
@@ -11,8 +19,17 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from rubiks_service import storage
+from rubiks_service.config_files import ConfigError
+
+SERVER_SCHEMES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
+
 
 def default_tracking_uri(storage_path: str) -> str:
+    if storage.is_uri(storage_path):
+        raise ConfigError(f"storage_path {storage_path} is in object storage, where no MLflow database can live: "
+                          "name the tracking store (--tracking-uri or MLFLOW_TRACKING_URI: an MLflow server such as "
+                          "http://mlflow:5000, or a database URI)")
     return "sqlite:///" + os.path.join(os.path.abspath(storage_path), "mlflow.db")
 
 
@@ -28,9 +45,12 @@ def make_client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def default_artifact_root(tracking_uri: str) -> str | None:
+def default_artifact_root(tracking_uri: str, storage_path: str | None = None) -> str | None:
     """Artifacts of a SQLite store live beside its database (`<dir>/mlartifacts`): MLflow's own default
-    is ./mlruns under whatever folder the first run happened to start in. A server decides for itself."""
+    is ./mlruns under whatever folder the first run happened to start in. With a storage path in a bucket,
+    a database store's artifacts go there (`<storage_path>/mlartifacts`). A server decides for itself."""
+    if storage_path and storage.is_uri(storage_path) and not tracking_uri.startswith(SERVER_SCHEMES):
+        return storage.join(storage_path, "mlartifacts")
     if tracking_uri.startswith("sqlite:///"):
         return "file://" + os.path.join(os.path.dirname(os.path.abspath(tracking_uri.removeprefix("sqlite:///"))),
                                         "mlartifacts")

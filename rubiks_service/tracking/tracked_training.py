@@ -17,6 +17,7 @@ import tempfile
 
 from torch import nn
 
+from rubiks_service import storage
 from rubiks_service.models import RubiksNet
 from rubiks_service.models.profile import measure_latency, profile_model
 from rubiks_service.ops.attention_shift import convert_attention_shifts, realised_budget
@@ -26,7 +27,7 @@ from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_check
 
 from .init_source import log_init_source, resolve_init_from
 from .mlflow_model import log_trained_model
-from .mlflow_store import log_metrics, log_params, make_client, tracked_run
+from .mlflow_store import default_artifact_root, log_metrics, log_params, make_client, tracked_run
 from .train_callback import MlflowEpochLogger
 
 NODE_TAG = "rubiks.train_node"
@@ -38,7 +39,8 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
     client = make_client(tracking_uri)
     name = run_name or cfg.name
     init = resolve_init_from(cfg, tracking_uri)  # a bad model.init_from fails here: no run, no worker started
-    with tracked_run(client, cfg.experiment, name, parent_run_id=parent_run_id, tags=tags) as run_id:
+    with tracked_run(client, cfg.experiment, name, parent_run_id=parent_run_id, tags=tags,
+                     artifact_root=default_artifact_root(tracking_uri, cfg.storage_path)) as run_id:
         log_params(client, run_id, cfg.model_dump())
         log_init_source(client, run_id, init)
         outcome = fit(cfg, callbacks=[MlflowEpochLogger(tracking_uri, run_id), *(extra_callbacks or [])],
@@ -94,7 +96,8 @@ def inference_cost(model: nn.Module, cfg: TrainConfig) -> dict:
 
 def log_artifacts(client, run_id: str, checkpoint_path: str, model: nn.Module) -> None:
     """The training checkpoint, and a RubiksNet's learned-shift plots."""
-    client.log_artifact(run_id, checkpoint_path, artifact_path="checkpoint")
+    with storage.local_copy(checkpoint_path) as local:  # a checkpoint in a bucket comes down once for MLflow
+        client.log_artifact(run_id, local, artifact_path="checkpoint")
     if isinstance(model, RubiksNet):
         _log_shift_plots(client, run_id, model)
 

@@ -1,10 +1,11 @@
-"""Where a run's clips come from: decoded by Ray Data every epoch, or sampled from the frame cache.
+"""Where a run's clips come from: decoded by Ray Data every epoch, or sampled from the frame cache or
+from frame shards.
 
 Both are a `ClipSource`. On the driver it builds the run's {"train", "val"} Ray Datasets; in a
 Train worker it turns a dataset shard into one epoch of {clip, label, valid} batches for a clip
 mode; and it says which evaluation protocols the workers can run on their val shard at the end of
 the run (the others are decoded afresh on the driver, `trainer.evaluate`). `clip_source(cfg)` picks
-one from `data.cache_frames`; nothing else asks which one a run has.
+one from `data.cache_frames` and `data.train_frames`; nothing else asks which one a run has.
 
     DecodedClips   each epoch Ray Data's decoder actors decode, sample and augment the clips: the
                    train dataset serves training, the val dataset the 1-clip check, nothing else.
@@ -12,6 +13,9 @@ one from `data.cache_frames`; nothing else asks which one a run has.
                    worker shuffles its shard in its local buffer and samples and augments clips in
                    the iterator's collate step, seeded by (seed, epoch): epochs differ, runs
                    reproduce, and any protocol can be served from the same frames.
+    ShardedFrames  the same sampling from frame shards that `rubiks data prepare-frames` wrote once for
+                   every run (`data.train_frames`, `data.val_frames`: folders, on a cluster in a
+                   bucket), read file by file: no decoding, and the dataset need not fit in memory.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import abc
 import time
 from collections.abc import Iterator
 
+from rubiks_service.data import frame_shards
 from rubiks_service.data.clip_spec import ClipMode, ClipSpec
 from rubiks_service.data.decoders import ClipSampler
 from rubiks_service.data.ray_dataset import build_dataset
@@ -93,9 +98,11 @@ class CachedFrames(ClipSource):
         cfg = self.cfg
         sampler = ClipSampler(clip_spec(cfg, mode), seed=cfg.seed, epoch=epoch)
 
+        frames_of = self.frames_of
+
         class SampledClips(NumpyBatchCollateFn):  # Ray Data calls it in the worker's prefetch thread
             def __call__(self, batch):
-                return sampler(batch)
+                return sampler(frames_of(batch))
 
         shuffle = {"local_shuffle_buffer_size": cfg.data.shuffle_buffer, "local_shuffle_seed": cfg.seed * 1009 + epoch}
         return shard.iter_torch_batches(batch_size=cfg.data.batch_size, collate_fn=SampledClips(),
@@ -105,6 +112,40 @@ class CachedFrames(ClipSource):
         # cached frames serve any protocol; the 1-clip one is the last validation, so it always comes
         return sorted({VAL_PROTOCOL, *(ClipMode(p) for p in self.cfg.eval_protocols)})
 
+    @staticmethod
+    def frames_of(batch: dict) -> dict:
+        """A batch of the dataset's rows -> the {frames, label, path, valid} columns ClipSampler takes."""
+        return batch
+
+
+class ShardedFrames(CachedFrames):
+    def metas(self) -> dict[str, dict]:
+        """frames.json of the train and val folders, checked against the run: frames at least as large as
+        its clips need, the same classes in both; `FramesError` otherwise."""
+        d = self.cfg.data
+        metas = {"train": frame_shards.read_meta(d.train_frames), "val": frame_shards.read_meta(d.val_frames)}
+        need = clip_spec(self.cfg, ClipMode.TRAIN).decode_short_side
+        for split, meta in metas.items():
+            if meta["short_side"] < need:
+                raise frame_shards.FramesError(
+                    f"data.{split}_frames: frames at short side {meta['short_side']} are smaller than crop_size "
+                    f"{d.crop_size} needs ({need}): prepare them with --short-side {need}")
+        if metas["val"]["classes"] != metas["train"]["classes"]:
+            raise frame_shards.FramesError("data.val_frames holds other classes than data.train_frames")
+        return metas
+
+    def datasets(self) -> tuple[dict, list[str]]:
+        d = self.cfg.data
+        classes = self.metas()["train"]["classes"]
+        return {"train": frame_shards.frames_dataset(d.train_frames),
+                "val": frame_shards.frames_dataset(d.val_frames)}, classes
+
+    @staticmethod
+    def frames_of(batch: dict) -> dict:
+        return frame_shards.frames_of_rows(batch)
+
 
 def clip_source(cfg: TrainConfig) -> ClipSource:
+    if cfg.data.train_frames is not None:
+        return ShardedFrames(cfg)
     return CachedFrames(cfg) if cfg.data.cache_frames else DecodedClips(cfg)

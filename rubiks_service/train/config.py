@@ -113,6 +113,18 @@ class DataConfig(StrictModel):
     # memory): epochs then cost no decoding; each worker shuffles its shard in this many rows
     cache_frames: bool = False
     shuffle_buffer: int = Field(1024, ge=1)
+    # frame shards written once by `rubiks data prepare-frames` from the two manifests (folders, local or
+    # s3://): set both and the run samples its clips from their frames instead of decoding videos
+    train_frames: str | None = None
+    val_frames: str | None = None
+
+    @model_validator(mode="after")
+    def _check_frames(self):
+        if (self.train_frames is None) != (self.val_frames is None):
+            raise ValueError("data.train_frames and data.val_frames go together (frame shards of both manifests)")
+        if self.train_frames is not None and self.cache_frames:
+            raise ValueError("data.cache_frames: the run reads frame shards (data.train_frames); leave it false")
+        return self
 
 
 class OptimConfig(StrictModel):
@@ -152,7 +164,7 @@ class TrainConfig(StrictModel):
     aq: AQConfig = AQConfig()
     scaling: ScalingConfig = ScalingConfig()
     max_failures: int = Field(1, ge=0)
-    storage_path: str = "runs"
+    storage_path: str = "runs"  # a folder, or s3://bucket/prefix (no disk shared by the nodes needed)
     experiment: str = "rubiks"
     tracking_uri: str | None = None  # default: sqlite:///<storage_path>/mlflow.db
     eval_protocols: list[Literal[EVAL_PROTOCOLS]] = Field(default_factory=lambda: list(EVAL_PROTOCOLS))
@@ -180,7 +192,8 @@ class TrainConfig(StrictModel):
 
         d = self.data
         data = d.model_copy(update={"train_manifest": resolve(d.train_manifest), "val_manifest": resolve(d.val_manifest),
-                                    "data_root": resolve(d.data_root)})
+                                    "data_root": resolve(d.data_root), "train_frames": resolve(d.train_frames),
+                                    "val_frames": resolve(d.val_frames)})
         model = self.model
         if model.init_from is not None and ":/" not in model.init_from:  # a file; runs:/ models:/ s3:// are not
             model = model.model_copy(update={"init_from": resolve(model.init_from)})

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
+from rubiks_service import storage
 from rubiks_service.data.clip_spec import ClipMode
 from rubiks_service.data.manifest import read_manifest
 from rubiks_service.models.checkpoint import read_checkpoint_file
 
-from .clip_source import DecodedClips, clip_source
+from .clip_source import DecodedClips, ShardedFrames, clip_source
 from .config import TrainConfig
 from .evaluation import accuracy
 from .loop import CHECKPOINT_FILE, train_loop_per_worker
@@ -42,6 +43,9 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     # per-operator bars from every trial interleave into noise; the epoch lines are the progress
     ray.data.DataContext.get_current().enable_progress_bars = os.environ.get("RUBIKS_DATA_PROGRESS") == "1"
     datasets, classes = clip_source(cfg).datasets()
+    # a bucket prefix comes with its filesystem (endpoint set): checkpoints, resume and restarts after a
+    # failure then need no disk shared by the nodes
+    storage_path, storage_filesystem = storage.ray_storage(cfg.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": cfg, "classes": classes, "init_state": init_state},
@@ -52,7 +56,8 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
         ),
         run_config=RunConfig(
             name=re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name or cfg.name),  # a folder name
-            storage_path=os.path.abspath(cfg.storage_path),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks or [],
@@ -61,14 +66,45 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
         dataset_config=ray.train.DataConfig(datasets_to_split=["train", "val"]),
     )
     result = trainer.fit()
-    ckpt = os.path.join(result.checkpoint.path, CHECKPOINT_FILE) if result.checkpoint else None
-    history = read_checkpoint_file(ckpt).get("history", []) if ckpt else []
+    ckpt = _checkpoint_file(result.checkpoint)
+    history = read_training_checkpoint(ckpt).get("history", []) if ckpt else []
     return TrainOutcome(result.metrics or {}, ckpt, classes, history)
 
 
+def check_storage(cfg: TrainConfig) -> None:
+    """Fail now, in one line, when the run's manifests or frame shards cannot be read or its storage_path's
+    bucket is refused or unreachable: before Ray starts and an MLflow run opens. `StorageError` or
+    `ConfigError`."""
+    from rubiks_service.config_files import ConfigError
+    from rubiks_service.data.frame_shards import FramesError
+
+    d = cfg.data
+    storage.check_access(read=[d.train_manifest, d.val_manifest], write=[cfg.storage_path])
+    if d.train_frames is not None:
+        try:
+            ShardedFrames(cfg).metas()
+        except FramesError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _checkpoint_file(checkpoint) -> str | None:
+    """The file of a Ray Train checkpoint: a local path, or an `s3://` URI when the run's storage is a bucket."""
+    if checkpoint is None:
+        return None
+    folder = storage.to_uri(checkpoint.path) if checkpoint.filesystem.type_name == "s3" else checkpoint.path
+    return storage.join(folder, CHECKPOINT_FILE)
+
+
+def read_training_checkpoint(path: str) -> dict:
+    """A checkpoint file (local or `s3://`), read with weights only: refuses crafted pickles."""
+    with storage.local_copy(path) as local:
+        return read_checkpoint_file(local)
+
+
 def load_checkpoint(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
-    """A checkpoint written by training -> (model in eval mode, its training config, its classes)."""
-    state = read_checkpoint_file(checkpoint_file)  # tensors and plain data only: refuses crafted pickles
+    """A checkpoint written by training (local or `s3://`) -> (model in eval mode, its training config, its
+    classes)."""
+    state = read_training_checkpoint(checkpoint_file)
     return model_from_checkpoint(state, checkpoint_file)
 
 

@@ -12,11 +12,17 @@ error). The parent run then gets the Pareto frontier (table + PNG).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from rubiks_service import storage as object_storage
 from rubiks_service.tracking.mlflow_model import register_frontier
-from rubiks_service.tracking.mlflow_store import log_params, make_client, resolve_tracking_uri, tracked_run
+from rubiks_service.tracking.mlflow_store import (
+    default_artifact_root,
+    log_params,
+    make_client,
+    resolve_tracking_uri,
+    tracked_run,
+)
 from rubiks_service.tracking.sweep_results import (
     PARENT_TAG,
     close_orphaned_children,
@@ -50,7 +56,7 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
 
     space = loaded.space
     base = loaded.trial_config({})
-    storage = os.path.abspath(storage_path or base.storage_path)
+    storage = object_storage.resolve(storage_path or base.storage_path)  # a folder, or s3://bucket/prefix
     uri = resolve_tracking_uri(tracking_uri, storage)
     experiment = base.experiment
     client = make_client(uri)
@@ -61,7 +67,9 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
                                   reduction_factor=space.scheduler.reduction_factor, max_t=epochs + 1)
     else:
         scheduler = FIFOScheduler()
-    with tracked_run(client, experiment, space.name, tags={PARENT_TAG: "parent"}) as parent:
+    tune_path, tune_filesystem = object_storage.ray_storage(object_storage.join(storage, "tune"))
+    with tracked_run(client, experiment, space.name, tags={PARENT_TAG: "parent"},
+                     artifact_root=default_artifact_root(uri, storage)) as parent:
         log_params(client, parent, {"space": space.model_dump(), "base": loaded.base_raw})
         where = {"storage": storage, "tracking_uri": uri, "experiment": experiment, "parent": parent}
         trainable = tune.with_parameters(run_trial, loaded=loaded, where=where)
@@ -71,7 +79,8 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
             tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, scheduler=scheduler,
                                         num_samples=space.num_samples,
                                         max_concurrent_trials=space.max_concurrent_trials),
-            run_config=tune.RunConfig(name=space.name, storage_path=os.path.join(storage, "tune"), verbose=verbose),
+            run_config=tune.RunConfig(name=space.name, storage_path=tune_path,
+                                      storage_filesystem=tune_filesystem, verbose=verbose),
         )
         grid = tuner.fit()
         errors = sum(1 for r in grid if r.error is not None)
