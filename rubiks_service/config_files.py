@@ -14,16 +14,21 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rubiks_service.redact import UserError
+
 Model = TypeVar("Model", bound=BaseModel)
+
+
+MAX_CONFIG_BYTES = 1_000_000
 
 
 class StrictModel(BaseModel):
     """A config section: unknown keys are refused, and a validated config is never changed in place."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # inf/nan: never a setting
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or override that cannot be used, with the reason (one line)."""
 
 
@@ -31,11 +36,19 @@ def read_yaml(path: str) -> dict:
     """The top-level mapping of a YAML file; `ConfigError` if it is missing, unparsable or not a mapping."""
     if not os.path.exists(path):
         raise ConfigError(f"config file not found: {path}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: is a folder, not a config file")
+    if os.path.getsize(path) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {os.path.getsize(path)} bytes is not a config file (at most {MAX_CONFIG_BYTES})")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file in UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return raw
@@ -54,7 +67,10 @@ def _split(override: str) -> tuple[str, object]:
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like key.sub=value")
     key, text = override.split("=", 1)
-    return key.strip(), yaml.safe_load(text)
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
 
 
 def _set_path(tree: dict, dotted: str, value) -> None:

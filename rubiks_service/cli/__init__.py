@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from . import data, info, profile, queue, serving, tracking, training
+from ._common import run_command
 
 # the order of `rubiks --help`
 GROUPS = (info, profile, training, serving, tracking, queue, data)
@@ -21,5 +22,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_command(args)  # one redacted line and exit 2 for a user error; pure stdout with --json
 

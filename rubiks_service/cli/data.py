@@ -3,9 +3,8 @@ annotation files, what a manifest holds, and its videos decoded once into frame 
 from __future__ import annotations
 
 import argparse
-import json
 
-from ._common import add_address, add_json, emit, init_ray, user_error
+from ._common import add_address, add_json, emit, init_ray, print_json, user_error
 
 # what each annotation format's adapter reads (data.adapters), for errors and the help
 PREPARE_INPUTS = {
@@ -95,7 +94,10 @@ def _data_prepare(args: argparse.Namespace) -> int:
     write_manifest(rows, args.out)
     classes_path = write_classes(classes, os.path.join(os.path.dirname(os.path.abspath(args.out)), "classes.txt"))
     summary = {"manifest": args.out, "classes_file": classes_path, "rows": len(rows), "classes": len(classes)}
-    print(json.dumps(summary, indent=2) if args.json else f"wrote {len(rows)} rows, {len(classes)} classes -> {args.out}")
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {len(rows)} rows, {len(classes)} classes -> {args.out}")
     return 0
 
 
@@ -109,7 +111,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         return user_error("data inspect", exc)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         print(f"{report.manifest}: {report.videos} videos, {report.classes} classes, "
               f"frames {report.frames_min}..{report.frames_max}")

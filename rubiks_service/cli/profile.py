@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from ._common import LazyChoices, add_json, user_error
+from ._common import LazyChoices, add_json, print_json, user_error
 
 
 def _variants():
@@ -35,6 +34,10 @@ def _profile(args: argparse.Namespace) -> int:
     from rubiks_service.models import build_model
     from rubiks_service.models.profile import profile_model
 
+    for flag, value, (low, high) in (("--size", args.size, (8, 1024)), ("--frames", args.frames, (1, 128)),
+                                     ("--num-classes", args.num_classes, (1, 100_000))):
+        if not low <= value <= high:
+            return user_error("profile", f"{flag} must be {low}..{high}, got {value}")
     options = {"variant": args.variant} if args.variant else {}
     try:
         model = build_model(args.model, num_classes=args.num_classes, num_frames=args.frames, **options)
@@ -47,7 +50,7 @@ def _profile(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     prof = profile_model(model, name=args.model, frames=args.frames, size=args.size, latency=args.latency, device=device)
     if args.json:
-        print(json.dumps(prof.to_dict(), indent=2))
+        print_json(prof.to_dict())
         return 0
     print(f"{prof.model}: {prof.num_classes} classes, {prof.frames} frames at {prof.size}x{prof.size}, one view")
     print(f"  params            {prof.params:>14,}")

@@ -1,38 +1,26 @@
 """`rubiks submit`, `rubiks jobs list|status|logs|cancel|migrate`, `rubiks serve`.
 
-A user error (a bad spec, an unreachable or too-new queue database, an unreachable Ray) is one
-line on stderr and exit code 2 (`_user_errors`), never a traceback."""
+A user error (a bad spec, an unreachable or too-new queue database, an unreachable Ray, an unknown
+job) is a `UserError`: one redacted line on stderr and exit code 2 (`_common.run_command`), never a
+traceback. `submit` is atomic from the user's view: the job is queued and its id printed, or nothing is
+queued (Ray is checked before the job is added; a later dispatch failure shows in `jobs status`)."""
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 import time
 
-from ._common import LazyChoices, add_json, add_tracking_args, user_error
+from rubiks_service.redact import UserError, one_line, redact_url
+
+from ._common import LazyChoices, add_json, add_tracking_args, print_json, print_result, user_error
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
 
-class RayUnreachable(RuntimeError):
+class RayUnreachable(UserError, RuntimeError):
     pass
-
-
-def _user_errors(command: str):
-    def wrap(func):
-        @functools.wraps(func)
-        def run(args) -> int:
-            from rubiks_service.config_files import ConfigError
-            from rubiks_service.queue.store import QueueUnavailable
-
-            try:
-                return func(args)
-            except (ConfigError, QueueUnavailable, RayUnreachable) as exc:
-                return user_error(command, exc)
-        return run
-    return wrap
 
 
 def _store(args):
@@ -49,6 +37,8 @@ def _ray_token() -> str | None:
         return token.strip()
     path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
     if os.path.isfile(path):
+        if os.stat(path).st_mode & 0o077:  # as ssh does with a key: a token others can read is not secret
+            raise RayUnreachable(f"the Ray token file {path} is readable by other users: chmod 600 {path}")
         with open(path) as f:
             return f.read().strip() or None
     return None
@@ -66,27 +56,54 @@ def _client(address: str | None):
         return JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"} if token else None)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError/RuntimeError/auth errors here
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise RayUnreachable(f"cannot reach the Ray Jobs API at {url}: {reason}") from None
+        raise RayUnreachable(f"cannot reach the Ray Jobs API at {redact_url(url)}: {redact_url(reason)}") from None
 
 
 def _dashboard(address: str | None) -> str:
+    """The Jobs API's URL; a TCP check first, so an address nobody answers on fails within
+    `CONNECT_TIMEOUT_S` (Ray's client would wait on its own timeouts)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from ._common import CONNECT_TIMEOUT_S
+
     address = address or os.environ.get("RAY_DASHBOARD_ADDRESS") or os.environ.get("RAY_ADDRESS") or DEFAULT_DASHBOARD
+    shown = redact_url(address)
     if address.startswith("ray://") or address == "auto" or ":6379" in address:
-        raise SystemExit(f"rubiks: {address!r} is a GCS address; the Jobs API wants the dashboard URL, e.g. {DEFAULT_DASHBOARD}")
-    return address if "://" in address else f"http://{address}"
+        raise RayUnreachable(f"{shown!r} is a GCS address; the Jobs API wants the dashboard URL, e.g. {DEFAULT_DASHBOARD}")
+    url = address if "://" in address else f"http://{address}"
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise RayUnreachable(f"Ray dashboard address {shown!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise RayUnreachable(f"Ray dashboard address {shown!r} is not an http(s) URL, e.g. {DEFAULT_DASHBOARD}")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise RayUnreachable(f"cannot reach the Ray Jobs API at {redact_url(url)}: {exc.strerror or exc}") from None
+    return url
 
 
-@_user_errors("submit")
 def _submit(args) -> int:
     from rubiks_service.queue.spec import load_job
 
     spec, bundle = load_job(args.spec, priority=args.priority)  # the job carries these files to the cluster
     store = _store(args)
+    client = _client(args.address) if args.address else None  # unreachable: nothing is queued
     job = store.add(spec, bundle)
-    if args.address:  # submit at once as well, if the concurrency limit allows
-        _dispatcher(store, _client(args.address), args).step()
+    if client is not None:  # submit at once as well, if the concurrency limit allows
+        try:
+            _dispatcher(store, client, args).step()
+        except Exception as exc:  # noqa: BLE001 - the job is queued: say so, and why it waits
+            print(f"rubiks submit: {job.id} is queued; submitting it to Ray failed: {one_line(exc)}",
+                  file=sys.stderr)
         job = store.get(job.id)
-    print(json.dumps(job.as_dict(), indent=2) if args.json else f"{job.id}  {job.state}  {spec.kind} {spec.name}")
+    if args.json:
+        print_json(job.as_dict())
+    else:
+        print_result(f"{job.id}  {job.state}  {spec.kind} {spec.name}")
     return 0
 
 
@@ -109,40 +126,36 @@ def _launcher(args) -> str:
     return "rubiks" if getattr(args, "address", None) else f"{shlex.quote(sys.executable)} -m rubiks_service.cli"
 
 
-@_user_errors("jobs")
 def _jobs(args) -> int:
-    from rubiks_service.queue.store import ACTIVE, UnknownJob
+    from rubiks_service.queue.store import ACTIVE
 
     store = _store(args)  # opening the store migrates its schema to this release's
-    try:
-        if args.jobs_command == "migrate":
-            from rubiks_service.queue.schema import current_revision
+    if args.jobs_command == "migrate":
+        from rubiks_service.queue.schema import current_revision
 
-            revision = current_revision(store.engine)
-            print(json.dumps({"queue": store.url, "revision": revision}) if args.json
-                  else f"{store.url}: queue schema at revision {revision}")
-            return 0
-        if args.jobs_command == "list":
-            jobs = store.list(args.state)
-            if args.json:
-                print(json.dumps([j.as_dict() for j in jobs], indent=2))
-            for j in [] if args.json else jobs:
-                print(f"{j.id:34} {j.state:10} p={j.priority:<3} {j.kind:5} {j.name:24} {j.created_at:%Y-%m-%d %H:%M:%S}"
-                      + (f"  mlflow={j.mlflow_run_id}" if j.mlflow_run_id else "") + (f"  error={j.error[:60]}" if j.error else ""))
-            return 0
-        job = store.get(args.id)
-        if args.jobs_command == "status":
-            print(json.dumps(job.as_dict(), indent=2))
-            return 0
-        if args.jobs_command == "cancel":
-            print(_dispatcher(store, _client(args.address) if job.state in ACTIVE else None, args).cancel(job.id))
-            return 0
-        if args.jobs_command == "logs":
-            return _logs(store, job, args)
-    except UnknownJob as exc:
-        print(f"rubiks jobs: {exc.args[0]}", file=sys.stderr)
-        return 1
-    return 2
+        revision = current_revision(store.engine)
+        if args.json:
+            print_json({"queue": store.url, "revision": revision})
+        else:
+            print_result(f"{store.url}: queue schema at revision {revision}")
+        return 0
+    if args.jobs_command == "list":
+        jobs = store.list(args.state)
+        if args.json:
+            print_json([j.as_dict() for j in jobs])
+        for j in [] if args.json else jobs:
+            print_result(f"{j.id:34} {j.state:10} p={j.priority:<3} {j.kind:5} {j.name:24} "
+                         f"{j.created_at:%Y-%m-%d %H:%M:%S}" + (f"  mlflow={j.mlflow_run_id}" if j.mlflow_run_id else "")
+                         + (f"  error={j.error[:60]}" if j.error else ""))
+        return 0
+    job = store.get(args.id)  # an unknown id: UnknownJob, one line and exit 2
+    if args.jobs_command == "status":
+        print_json(job.as_dict())
+        return 0
+    if args.jobs_command == "cancel":
+        print_result(_dispatcher(store, _client(args.address) if job.state in ACTIVE else None, args).cancel(job.id))
+        return 0
+    return _logs(store, job, args)
 
 
 def _logs(store, job, args) -> int:
@@ -164,7 +177,6 @@ def _logs(store, job, args) -> int:
         time.sleep(1.0)
 
 
-@_user_errors("jobs exec")
 def _exec(args) -> int:
     """A queued job's command on the cluster: unpack the bundle the job carries in its environment
     and run it with `rubiks train|sweep`, from a folder that lives as long as the job."""
@@ -181,8 +193,13 @@ def _exec(args) -> int:
         return main([args.kind, entry_path(args.kind, folder)])
 
 
-@_user_errors("serve")
 def _serve(args) -> int:
+    if args.max_running < 1 or args.max_running > 1000:
+        return user_error("serve", f"--max-running must be 1..1000, got {args.max_running}")
+    if not 0.05 <= args.poll <= 3600:
+        return user_error("serve", f"--poll must be 0.05..3600 seconds, got {args.poll}")
+    if args.num_cpus is not None and not 1 <= args.num_cpus <= 4096:
+        return user_error("serve", f"--num-cpus must be 1..4096, got {args.num_cpus}")
     store = _store(args)
     address = args.address
     if not address:  # the embedded default: a local Ray instance with its dashboard on 127.0.0.1
@@ -191,9 +208,15 @@ def _serve(args) -> int:
         ctx = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=args.num_cpus)
         address = "http://" + ctx.dashboard_url
     dispatcher = _dispatcher(store, _client(address), args)
-    print(f"[serve] dispatching {store.url} to {address} (max {args.max_running} running)", flush=True)
+    print(f"[serve] dispatching {store.url} to {redact_url(address)} (max {args.max_running} running)", flush=True)
     dispatcher.serve(poll_s=args.poll, until_idle=args.until_idle, progress=lambda m: print(f"[serve] {m}", flush=True))
     return 0
+
+
+def _job_states():
+    from rubiks_service.queue.store import ACTIVE, QUEUED, TERMINAL
+
+    return (QUEUED, *ACTIVE, *TERMINAL)
 
 
 def _job_kinds():
@@ -223,7 +246,8 @@ def add_parsers(sub) -> None:
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", required=True)
     lst = jsub.add_parser("list")
-    lst.add_argument("--state", action="append", help="only these states")
+    lst.add_argument("--state", action="append", choices=LazyChoices(_job_states), metavar="STATE",
+                     help="only jobs in this state (repeatable): %(choices)s")
     add_json(lst)
     _queue_args(lst)
     for name in ("status", "logs", "cancel"):

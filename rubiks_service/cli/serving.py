@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from ._common import LazyChoices, add_address, add_json, add_tracking_args, emit, init_ray, user_error
+from ._common import LazyChoices, add_address, add_json, add_tracking_args, emit, init_ray, print_json, user_error
 
 
 def _eval_protocols():
@@ -83,11 +82,15 @@ def _eval(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     model, cfg, classes = loaded.model, loaded.train_config(args.data), loaded.classes
+    try:  # a manifest that cannot be used: one line now, not an error from inside Ray later
+        manifest = read_manifest(args.data, data_root=args.data_root,
+                                 classes=None if loaded.config is None else loaded.classes)
+    except (ManifestError, OSError) as exc:
+        return user_error("eval", exc)
+    if not manifest.records:
+        return user_error("eval", f"{args.data}: no usable rows ({len(manifest.skipped)} skipped)")
     if loaded.config is None:  # a release checkpoint names no classes: the manifest's, if they fit
-        try:
-            classes = read_manifest(args.data, data_root=args.data_root).classes
-        except (ManifestError, OSError) as exc:
-            return user_error("eval", exc)
+        classes = manifest.classes
         if len(classes) != len(loaded.classes):
             return user_error("eval", f"{args.data} has {len(classes)} classes, the model {len(loaded.classes)}")
     if args.data_root:
@@ -116,10 +119,9 @@ def _predict(args: argparse.Namespace) -> int:
     for row in failed:
         print(f"rubiks predict: {row['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": loaded.source, "protocol": args.protocol, "frames": loaded.segments,
-                          "size": loaded.crop_size, "num_classes": len(loaded.classes), "failed": len(failed),
-                          "videos": [{k: v for k, v in r.items() if k != "probabilities"} for r in results]},
-                         indent=2))
+        print_json({"model": loaded.source, "protocol": args.protocol, "frames": loaded.segments,
+                    "size": loaded.crop_size, "num_classes": len(loaded.classes), "failed": len(failed),
+                    "videos": [{k: v for k, v in r.items() if k != "probabilities"} for r in results]})
     else:
         for row in results:
             if "top" in row:
@@ -135,15 +137,18 @@ def _export(args: argparse.Namespace) -> int:
 
     from rubiks_service.models.export import export_model
 
-    loaded = _resolve_model(args, "export")
-    if loaded is None:
-        return 2
-    frames, size = args.frames or loaded.segments, args.size or loaded.crop_size
-    if frames != loaded.segments:
-        return user_error("export", f"the model is built for {loaded.segments} frames per clip, not {frames}")
+    if os.path.isdir(args.out):
+        return user_error("export", f"--out {args.out} is a folder: name the file to write")
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         return user_error("export", f"output folder does not exist: {folder}")
+    loaded = _resolve_model(args, "export")
+    if loaded is None:
+        return 2
+    frames = args.frames if args.frames is not None else loaded.segments
+    size = args.size or loaded.crop_size
+    if frames != loaded.segments:
+        return user_error("export", f"the model is built for {loaded.segments} frames per clip, not {frames}")
     print(f"[export] {loaded.source} -> {args.out} ({args.format}, {frames}x3x{size}x{size}, batch dynamic)",
           file=sys.stderr, flush=True)
     with warnings.catch_warnings():  # the exporters' deprecation chatter is not the user's business

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from ._common import add_address, add_json, add_tracking_args, add_tracking_uri, emit, init_ray, user_error
+from ._common import (add_address, add_json, add_tracking_args, add_tracking_uri, emit, init_ray, print_json,
+                      user_error)
 from .tracking import browse_hint
 
 
@@ -45,12 +46,15 @@ def _train(args: argparse.Namespace) -> int:
     from rubiks_service.train.config import load_config
     from rubiks_service.train.init_from import InitFromError
     from rubiks_service.tracking.tracked_training import run_tracked_training
+    from rubiks_service.train.trainer import check_manifests, check_resume
 
     try:
         cfg = load_config(args.config, args.set)
         uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)
         # a missing, unresolvable or incompatible model.init_from: one line, before Ray starts
         resolve_init_from(cfg, uri, echo=False)
+        check_manifests(cfg)  # a manifest that does not parse or has no usable row: likewise
+        check_resume(cfg)  # a crafted checkpoint to resume from: likewise (and never retried)
     except (ConfigError, InitFromError) as exc:
         return user_error("train", exc)
     init_ray(args.address)
@@ -140,8 +144,8 @@ def _pareto(args: argparse.Namespace) -> int:
         return 1
     front = frontier([p for p in points if cost in p], cost)
     if args.json:
-        print(json.dumps({"parent_run_id": parent.info.run_id, "cost": cost, "frontier": front,
-                          "points": points}, indent=2))
+        print_json({"parent_run_id": parent.info.run_id, "cost": cost, "frontier": front,
+                    "points": points})  # the real stdout (_common.json_stdout)
     else:
         print(f"sweep {parent.info.run_name!r} ({parent.info.run_id}): {len(points)} finished trials")
         columns = TABLE_COLUMNS if cost in TABLE_COLUMNS else (*TABLE_COLUMNS[:-1], cost, TABLE_COLUMNS[-1])

@@ -5,7 +5,9 @@ A manifest is a CSV or Parquet table with columns `path,label` and optionally
 absolute (a full `s3://` URI too) or relative to a data root (default: the
 manifest's folder, for an `s3://bucket/data/train.csv` its prefix). The class
 list comes from `classes=` (a list or a file with one name per line), else from
-`classes.txt` beside the manifest, else from the sorted distinct labels.
+`classes.txt` beside the manifest, else from the distinct labels present (numbers in numeric order,
+names sorted): never from a numeric range, so one row labelled 99999999999 is one class, not 10^11.
+A label is looked up by name first, then (an integer) as an index into the class list.
 
 A row whose label is not in the class list is skipped with a warning and
 counted in `Manifest.skipped`; a table without the required columns is an
@@ -21,13 +23,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rubiks_service import storage
+from rubiks_service.redact import UserError, one_line
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "label")
+MAX_FRAMES = 1_000_000  # a num_frames above this is a typo (an hour at 30 fps is 108 000)
+MAX_LABEL_CHARS = 1000
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest or annotation file that cannot be used, with the reason."""
 
 
@@ -111,17 +116,43 @@ def write_classes(classes: Sequence[str], path: str) -> str:
     return path
 
 
+def _is_integer(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
 def _label_index(value, classes: list[str], by_name: dict[str, int]) -> int | None:
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit() and value not in by_name):
-        index = int(value)
+    name = str(value).strip()
+    if name in by_name:
+        return by_name[name]
+    if isinstance(value, int) or _is_integer(name):
+        index = int(name)
         return index if 0 <= index < len(classes) else None
-    return by_name.get(str(value).strip())
+    return None
+
+
+def _num_frames(value, where: str) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not _is_integer(text) or not 0 < int(text) <= MAX_FRAMES:
+        raise ManifestError(f"{where}: num_frames {text[:40]!r} is not a whole number of frames in 1..{MAX_FRAMES}")
+    return int(text)
+
+
+def _unless_unreadable(read, path: str, what: str):
+    """`read(path)`, a file that is not `what` (binary, not UTF-8, a folder, bad Parquet) as one ManifestError."""
+    try:
+        return read(path)
+    except ManifestError:
+        raise
+    except (OSError, ValueError, csv.Error) as exc:  # UnicodeDecodeError and pyarrow's ArrowInvalid are ValueErrors
+        raise ManifestError(f"{path}: not {what} ({one_line(exc, limit=200)})") from None
 
 
 def read_manifest(
     path: str, *, data_root: str | None = None, classes: Sequence[str] | str | None = None
 ) -> Manifest:
-    rows = read_table(path)
+    rows = _unless_unreadable(read_table, path, "a CSV or Parquet manifest")
     if rows:
         missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
         if missing:
@@ -129,18 +160,21 @@ def read_manifest(
     folder = storage.parent(path)  # a local folder, or the manifest's prefix in a bucket
     root = data_root or folder
     if isinstance(classes, str):
-        class_list = read_classes(classes)
+        class_list = _unless_unreadable(read_classes, classes, "a class list (one name per line)")
     elif classes is not None:
         class_list = list(classes)
     elif storage.exists(storage.join(folder, "classes.txt")):
-        class_list = read_classes(storage.join(folder, "classes.txt"))
+        class_list = _unless_unreadable(read_classes, storage.join(folder, "classes.txt"),
+                                        "a class list (one name per line)")
     else:
         labels = {str(r["label"]).strip() for r in rows}
-        numeric = all(label.lstrip("-").isdigit() for label in labels)
-        class_list = [str(i) for i in range(max(int(x) for x in labels) + 1)] if numeric and labels else sorted(labels)
+        numeric = all(_is_integer(label) for label in labels)
+        class_list = sorted(labels, key=int) if numeric else sorted(labels)
     by_name = {name: i for i, name in enumerate(class_list)}
     records, skipped = [], []
     for line, row in enumerate(rows, start=2):
+        if len(str(row["label"])) > MAX_LABEL_CHARS:
+            raise ManifestError(f"{path}:{line}: a label of {len(str(row['label']))} characters (at most {MAX_LABEL_CHARS})")
         label = _label_index(row["label"], class_list, by_name)
         if label is None or not row.get("path"):
             reason = f"{path}:{line}: label {row['label']!r} not in the class list" if label is None else f"{path}:{line}: empty path"
@@ -149,7 +183,6 @@ def read_manifest(
             continue
         video = str(row["path"])
         video = video if storage.is_absolute(video) else storage.join(root, video)  # or a full s3:// URI
-        frames = row.get("num_frames")
-        records.append(VideoRecord(video, label, int(frames) if frames not in (None, "") else None,
+        records.append(VideoRecord(video, label, _num_frames(row.get("num_frames"), f"{path}:{line}"),
                                    listed_path=str(row["path"])))
     return Manifest(records, class_list, path, skipped)

@@ -15,14 +15,17 @@ from typing import Any
 
 import torch
 
+from rubiks_service.redact import UserError
+
 from .rubiksnet import TIERS, RubiksNet, rubiksnet
 
 # the release names its variants after its modules; ours are the paper's
 VARIANT_ALIASES = {"rubiks3d": "rs", "rubiks3d-q": "rs-q", "rubiks3d-aq": "rs-aq"}
 RELEASE_KEYS = ("tier", "num_classes", "num_frames", "variant", "model")
+RELEASE_BOUNDS = {"num_classes": (1, 100_000), "num_frames": (1, 128)}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that is not in the expected format."""
 
 
@@ -85,8 +88,13 @@ def model_from_release(ckpt: Any, source: str, *, strict: bool = True, **overrid
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in RELEASE_KEYS):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{source!r} is not a RubiksNet checkpoint: needs keys {RELEASE_KEYS}, found {found}")
-    if ckpt["tier"] not in TIERS:
-        raise CheckpointError(f"{source!r}: unknown tier {ckpt['tier']!r}")
+    if not isinstance(ckpt["tier"], str) or ckpt["tier"] not in TIERS:
+        raise CheckpointError(f"{source!r}: unknown tier {str(ckpt['tier'])[:40]!r}")
+    for key, (low, high) in RELEASE_BOUNDS.items():  # a crafted size would build a huge model before failing
+        if isinstance(ckpt[key], bool) or not isinstance(ckpt[key], int) or not low <= ckpt[key] <= high:
+            raise CheckpointError(f"{source!r}: {key} {str(ckpt[key])[:40]!r} is not a whole number in {low}..{high}")
+    if not isinstance(ckpt["model"], dict):
+        raise CheckpointError(f"{source!r}: `model` must be a state dict, found {type(ckpt['model']).__name__}")
     variant = VARIANT_ALIASES.get(ckpt["variant"], ckpt["variant"])
     model = rubiksnet(
         ckpt["tier"], variant=variant, num_classes=int(ckpt["num_classes"]), num_frames=int(ckpt["num_frames"]), **overrides

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from rubiks_service.config_files import ConfigError
+from rubiks_service.redact import one_line, redact
 
 from .spec import BUNDLE_ENV, bundle_job
 from .store import ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, JobStore
@@ -76,6 +77,9 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - Ray raises RuntimeError for HTTP errors
             if "already exists" not in str(exc):
                 log.warning("submitting %s failed: %s", job.id, exc)
+                # still queued (the next step tries again); `jobs status` shows why it waits
+                self.store.set_fields(job.id, error=f"submitting to Ray failed (retried on the next step): "
+                                                    f"{one_line(exc, limit=1000)}")
                 return False
             log.info("%s was already submitted as %s (a restart after a crash): recording it", job.id, sid)
         if self._before_state_write:
@@ -114,7 +118,7 @@ class Dispatcher:
             self.store.transition(job.id, ACTIVE, CANCELLED, mlflow_run_id=run_id, error="stopped on the cluster")
             return
         error_type = str(getattr(info, "error_type", "") or "")
-        message = f"{error_type}: {info.message or ''}".strip(": ")[:5000]
+        message = redact(f"{error_type}: {info.message or ''}".strip(": "))[:5000]
         infra = error_type not in APPLICATION_ERRORS
         if infra and job.attempts <= job.job_spec.max_retries:
             log.warning("%s failed for an infrastructure reason (%s): queued again", job.id, error_type)

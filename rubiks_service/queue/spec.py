@@ -42,7 +42,7 @@ class JobSpec(BaseModel):
     kind: Literal[KINDS]
     config: str
     set: list[str] = Field(default_factory=list)
-    priority: int = 0
+    priority: int = Field(0, ge=-1000, le=1000)
     resources: Resources = Resources()
     max_retries: int = Field(2, ge=0, le=20)
 
@@ -66,9 +66,9 @@ BASE_FILE = "base.yaml"
 
 def load_job_spec(path: str, priority: int | None = None) -> JobSpec:
     """The job spec at `path` (its config path taken from the spec's folder); what it runs is not read."""
-    spec = validate_as(JobSpec, read_yaml(path), path)
-    return spec.model_copy(update={"config": os.path.normpath(beside(path, spec.config))}
-                           | ({"priority": priority} if priority is not None else {}))
+    raw = read_yaml(path) | ({"priority": priority} if priority is not None else {})  # --priority is checked too
+    spec = validate_as(JobSpec, raw, path)
+    return spec.model_copy(update={"config": os.path.normpath(beside(path, spec.config))})
 
 
 def load_job(path: str, priority: int | None = None) -> tuple[JobSpec, dict[str, str]]:

@@ -17,6 +17,8 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, create_engine, fu
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from rubiks_service.redact import UserError, redact_url
+
 from .schema import JOBS_TABLE, SchemaError, upgrade
 from .spec import JobSpec
 
@@ -76,38 +78,65 @@ class Job(_Base):
         return {k: v.isoformat() + "Z" if isinstance(v, dt.datetime) else v for k, v in out.items()}
 
 
-class UnknownJob(KeyError):
-    pass
+class UnknownJob(UserError, KeyError):
+    """No job with that id in the queue."""
+
+    def __str__(self) -> str:  # KeyError would quote its message
+        return str(self.args[0]) if self.args else "unknown job"
 
 
-class QueueUnavailable(RuntimeError):
+class QueueUnavailable(UserError, RuntimeError):
     """The queue database cannot be reached or used; the message is one line for the user."""
 
 
-def _redacted(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
+CONNECT_TIMEOUT_S = 10  # a database server that does not answer: one line after this long
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url
+
+def _checked_url(url: str):
+    """The queue URL parsed, or `QueueUnavailable` naming what is wrong with it (its password masked).
+    An in-memory SQLite database is refused: it would accept a job and lose it when the command exits."""
+    from sqlalchemy.engine import make_url
+
+    shown = redact_url(url)
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - a port that is not a number fails here, not at the first query
+    except (ArgumentError, ValueError) as exc:
+        raise QueueUnavailable(f"queue URL {shown!r} is not usable: {redact_url(str(exc))} (expected e.g. "
+                               "sqlite:////path/queue.db or postgresql+psycopg://user:***@host:5432/db)") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise QueueUnavailable(f"queue URL {shown!r}: port {parsed.port} is out of range (1..65535)")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise QueueUnavailable(f"queue URL {shown!r} is an in-memory SQLite database, which loses every job when "
+                               "the command exits: give a file, e.g. sqlite:////path/queue.db")
+    return parsed
+
+
+def _private_sqlite_file(path: str) -> None:
+    """Create the SQLite file readable by its owner only (0600): it holds every job's configs."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 class JobStore:
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
-        self.url = _redacted(url)
+        parsed = _checked_url(url)
+        self.url = redact_url(parsed.render_as_string(hide_password=False))
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            _private_sqlite_file(parsed.database)
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if backend == "postgresql" else {}
         try:
-            self.engine = create_engine(url, future=True, pool_pre_ping=True)
+            self.engine = create_engine(parsed, future=True, pool_pre_ping=True, connect_args=connect_args)
             upgrade(self.engine)  # the schema is migrated on every start (cheap when current)
         except SchemaError as exc:
             raise QueueUnavailable(f"{self.url}: {exc}") from None
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise QueueUnavailable(f"queue URL {self.url!r} is not usable: {exc}") from None
+            raise QueueUnavailable(f"queue URL {self.url!r} is not usable: {redact_url(str(exc))}") from None
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise QueueUnavailable(f"cannot reach the queue database {self.url}: {reason}") from None
+            raise QueueUnavailable(f"cannot reach the queue database {self.url}: {redact_url(reason)}") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False, future=True)
 
     def session(self) -> Session:

@@ -19,11 +19,13 @@ from torch import nn
 
 from rubiks_service import storage
 from rubiks_service.models.checkpoint import CheckpointError, model_from_release, read_checkpoint_file
+from rubiks_service.redact import one_line
 from rubiks_service.tracking.model_files import ModelLoadError, download_mlflow_model, is_mlflow_uri
 from rubiks_service.train.config import DataConfig, TrainConfig
 from rubiks_service.train.trainer import is_training_checkpoint, model_from_checkpoint
 
 RELEASE_CROP = 224  # the paper's input; a release checkpoint does not record it
+MIN_CROP, MAX_CROP = 8, 1024  # train.config.DataConfig's crop_size bounds
 
 
 @dataclass
@@ -49,17 +51,34 @@ class LoadedModel:
 def load_model_file(path: str, *, source: str | None = None, crop_size: int | None = None) -> LoadedModel:
     """A checkpoint file: a training checkpoint, or a release-format one (class names `0..K-1`
     unless it lists `classes`; input `crop_size`, default 224)."""
+    if crop_size is not None and not MIN_CROP <= crop_size <= MAX_CROP:
+        raise ModelLoadError(f"--size must be {MIN_CROP}..{MAX_CROP}, got {crop_size}")
     try:
         state = read_checkpoint_file(path)
         if is_training_checkpoint(state):
+            _check_classes(state["classes"], path)
             model, cfg, classes = model_from_checkpoint(state, path)
             return LoadedModel(model, classes, cfg.data.segments, crop_size or cfg.data.crop_size, cfg,
                                source or path)
         model = model_from_release(state, path).eval()
-    except (CheckpointError, ValueError, RuntimeError) as exc:  # RuntimeError: state-dict mismatch
-        raise ModelLoadError((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
-    classes = [str(c) for c in state.get("classes", range(model.cfg.num_classes))]
+        classes = [str(c) for c in _check_classes(state.get("classes", range(model.cfg.num_classes)), path)]
+    except CheckpointError as exc:
+        raise ModelLoadError(one_line(exc)) from None
+    # a checkpoint that reads safely but holds the wrong things (`model` an int, a state dict that does
+    # not fit, a config that does not validate): what torch / pydantic raise for it, as one line
+    except (ValueError, RuntimeError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise ModelLoadError(f"{source or path}: not a usable checkpoint ({type(exc).__name__}: "
+                             f"{one_line(exc, limit=200)})") from None
     return LoadedModel(model, classes, model.cfg.num_frames, crop_size or RELEASE_CROP, None, source or path)
+
+
+def _check_classes(classes, path: str):
+    if isinstance(classes, range):
+        return classes
+    if not isinstance(classes, list | tuple) or not classes or not all(isinstance(c, str | int) for c in classes):
+        raise CheckpointError(f"{path}: `classes` must be a non-empty list of class names, found "
+                              f"{type(classes).__name__}")
+    return classes
 
 
 def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: str = "runs",
@@ -77,8 +96,9 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: s
             raise ModelLoadError(f"model not found: {spec} (a checkpoint file, runs:/<run_id>/model or "
                                  f"models:/<name>/<version|@alias>)")
         return load_model_file(spec, crop_size=crop_size)
-    from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
+    from rubiks_service.tracking.mlflow_store import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, storage_path)
+    check_reachable(uri)  # an unreachable server: one line within seconds, not minutes of retries
     with tempfile.TemporaryDirectory(prefix="rubiks-model-") as tmp:
         return load_model_file(download_mlflow_model(spec, uri, tmp), source=spec, crop_size=crop_size)

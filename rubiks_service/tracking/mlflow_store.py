@@ -21,8 +21,14 @@ from typing import Any
 
 from rubiks_service import storage
 from rubiks_service.config_files import ConfigError
+from rubiks_service.redact import UserError, redact, redact_url
 
+CONNECT_TIMEOUT_S = 10  # an MLflow server nobody answers for: one line after this long (cli/_common.py)
 SERVER_SCHEMES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
+
+
+class TrackingUnavailable(UserError, RuntimeError):
+    """The MLflow tracking server cannot be reached; the message (credentials masked) is one line."""
 
 
 def default_tracking_uri(storage_path: str) -> str:
@@ -37,11 +43,40 @@ def resolve_tracking_uri(explicit: str | None, storage_path: str) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(storage_path)
 
 
+def check_reachable(tracking_uri: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """An http(s) tracking server must accept a connection within `timeout` s, else `TrackingUnavailable`
+    at once (MLflow's client would retry for minutes, then print the URI with its credentials)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        parts = urlsplit(tracking_uri)
+        where = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except ValueError as exc:
+        raise TrackingUnavailable(f"tracking URI {redact_url(tracking_uri)!r} is not a URL: {exc}") from None
+    try:
+        socket.create_connection(where, timeout=timeout).close()
+    except OSError as exc:
+        raise TrackingUnavailable(f"cannot reach the MLflow server at {redact_url(tracking_uri)}: "
+                                  f"{exc.strerror or exc or 'no answer'} (waited up to {timeout:g} s)") from None
+
+
+def private_sqlite_file(uri: str) -> None:
+    """A sqlite:/// store's database created readable by its owner only (0600), with its folder."""
+    path = uri.removeprefix("sqlite:///")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if path and path != ":memory:" and not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def make_client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(tracking_uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+        private_sqlite_file(tracking_uri)
+    check_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -73,7 +108,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         if isinstance(value, Mapping):
             out.update(flatten(value, f"{name}."))
         else:
-            out[name] = str(value)[:6000]
+            out[name] = redact(value)[:6000]  # a logged param is shown to everyone who reads the run
     return out
 
 
@@ -93,7 +128,7 @@ def tracked_run(client, experiment: str, run_name: str, *, parent_run_id: str | 
         yield run_id
     except BaseException as exc:
         with contextlib.suppress(Exception):
-            client.set_tag(run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_tag(run_id, "error", redact(f"{type(exc).__name__}: {exc}")[:5000])
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")

@@ -102,17 +102,18 @@ class DataConfig(StrictModel):
     train_manifest: str
     val_manifest: str
     data_root: str | None = None
-    segments: int = Field(8, ge=1)
-    crop_size: int = Field(112, ge=8)
-    batch_size: int = Field(8, ge=1)  # per worker
+    # upper bounds: far above any run that fits a machine, so a typo is refused, not a crash mid-run
+    segments: int = Field(8, ge=1, le=128)
+    crop_size: int = Field(112, ge=8, le=1024)
+    batch_size: int = Field(8, ge=1, le=4096)  # per worker
     flip: bool = True
     flip_pairs: dict[int, int] = Field(default_factory=dict)
     min_valid_fraction: float = Field(0.9, ge=0.0, le=1.0)
-    decode_cpus: float = Field(0.25, gt=0.0)
+    decode_cpus: float = Field(0.25, gt=0.0, le=64.0)
     # decode every video once and keep its frames in the object store (datasets that fit in
     # memory): epochs then cost no decoding; each worker shuffles its shard in this many rows
     cache_frames: bool = False
-    shuffle_buffer: int = Field(1024, ge=1)
+    shuffle_buffer: int = Field(1024, ge=1, le=1_000_000)
     # frame shards written once by `rubiks data prepare-frames` from the two manifests (folders, local or
     # s3://): set both and the run samples its clips from their frames instead of decoding videos
     train_frames: str | None = None
@@ -128,8 +129,8 @@ class DataConfig(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(0.01, gt=0.0)
+    epochs: int = Field(10, ge=1, le=10_000)
+    lr: float = Field(0.01, gt=0.0, le=10.0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
@@ -149,26 +150,38 @@ class AQConfig(StrictModel):
 
 
 class ScalingConfig(StrictModel):
-    num_workers: int = Field(1, ge=1)
-    cpus_per_worker: float = Field(1.0, gt=0.0)
+    num_workers: int = Field(1, ge=1, le=1024)
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=512.0)
     use_gpu: bool = False
     amp: Literal["off", "bf16", "fp16"] = "off"  # GPU only
 
 
 class TrainConfig(StrictModel):
     name: str = "rubiks-train"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)  # numpy and torch seeds
     model: ModelConfig = ModelConfig()
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     aq: AQConfig = AQConfig()
     scaling: ScalingConfig = ScalingConfig()
-    max_failures: int = Field(1, ge=0)
+    max_failures: int = Field(1, ge=0, le=100)
     storage_path: str = "runs"  # a folder, or s3://bucket/prefix (no disk shared by the nodes needed)
     experiment: str = "rubiks"
-    tracking_uri: str | None = None  # default: sqlite:///<storage_path>/mlflow.db
     eval_protocols: list[Literal[EVAL_PROTOCOLS]] = Field(default_factory=lambda: list(EVAL_PROTOCOLS))
-    log_every: int = Field(10, ge=1)  # steps between progress lines
+    log_every: int = Field(10, ge=1, le=1_000_000)  # steps between progress lines
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tracking_uri(cls, raw):
+        """The tracking store is the command's (--tracking-uri / MLFLOW_TRACKING_URI), never the config's: a
+        config's would be ignored, and logged with the run's params, credentials and all. (Checkpoints
+        written before hold `tracking_uri: null`, which is dropped.)"""
+        if isinstance(raw, dict) and "tracking_uri" in raw:
+            if raw["tracking_uri"] is not None:
+                raise ValueError("tracking_uri is not read from a config (it would be logged with the run): "
+                                 "give --tracking-uri or set MLFLOW_TRACKING_URI")
+            raw = {k: v for k, v in raw.items() if k != "tracking_uri"}
+        return raw
 
     @model_validator(mode="after")
     def _check(self):

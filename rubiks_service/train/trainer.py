@@ -42,6 +42,7 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
 
     # per-operator bars from every trial interleave into noise; the epoch lines are the progress
     ray.data.DataContext.get_current().enable_progress_bars = os.environ.get("RUBIKS_DATA_PROGRESS") == "1"
+    check_resume(cfg, run_name)  # a refused checkpoint fails once here, not on every FailureConfig retry
     datasets, classes = clip_source(cfg).datasets()
     # a bucket prefix comes with its filesystem (endpoint set): checkpoints, resume and restarts after a
     # failure then need no disk shared by the nodes
@@ -55,7 +56,7 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
             resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
         ),
         run_config=RunConfig(
-            name=re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name or cfg.name),  # a folder name
+            name=run_folder(cfg, run_name),
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
@@ -69,6 +70,45 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     ckpt = _checkpoint_file(result.checkpoint)
     history = read_training_checkpoint(ckpt).get("history", []) if ckpt else []
     return TrainOutcome(result.metrics or {}, ckpt, classes, history)
+
+
+def run_folder(cfg: TrainConfig, run_name: str | None = None) -> str:
+    """The run's folder name under the storage path (Ray Train's RunConfig.name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name or cfg.name)
+
+
+RESUME_KEYS = ("model", "optimizer", "epoch")  # what loop.restore reads from the checkpoint it resumes from
+
+
+def check_resume(cfg: TrainConfig, run_name: str | None = None) -> None:
+    """The checkpoints a restarted run would resume from, read here on the driver (weights only) and
+    checked for what `loop.restore` needs. A crafted or malformed one is a `CheckpointError` now: in the
+    workers it would fail every attempt that FailureConfig retries, each with its traceback."""
+    import glob
+
+    from rubiks_service.models.checkpoint import CheckpointError
+
+    folder = os.path.join(os.path.abspath(cfg.storage_path), run_folder(cfg, run_name))
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint_*", CHECKPOINT_FILE))):
+        state = read_checkpoint_file(path)  # CheckpointError for a file that needs code to unpickle
+        if (not isinstance(state, dict) or any(k not in state for k in RESUME_KEYS)
+                or not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict)
+                or isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int)):
+            raise CheckpointError(f"cannot resume from {path}: not a checkpoint written by `rubiks train` (needs "
+                                  f"{', '.join(RESUME_KEYS)}); remove that folder or train under another name")
+
+
+def check_manifests(cfg: TrainConfig) -> None:
+    """The run's manifests parsed on the driver, before Ray starts: one that is not a table (binary, not
+    UTF-8, a folder), has bad rows (num_frames) or no usable row is a `ManifestError` of one line."""
+    from rubiks_service.data.manifest import ManifestError
+
+    d = cfg.data
+    classes = read_manifest(d.train_manifest, data_root=d.data_root).classes
+    for path in (d.train_manifest, d.val_manifest):
+        manifest = read_manifest(path, data_root=d.data_root, classes=classes)
+        if not manifest.records:
+            raise ManifestError(f"{path}: no usable rows ({len(manifest.skipped)} skipped)")
 
 
 def check_storage(cfg: TrainConfig) -> None:
