@@ -49,6 +49,23 @@ def _tool_version(cmd: list[str]) -> str | None:
     return out.splitlines()[-1] if out else ""
 
 
+def cuda_home() -> str | None:
+    """The CUDA toolkit's root for the build: $CUDA_HOME, else where nvcc itself says it lives
+    (`nvcc -dryrun` prints TOP=<bin>/..): torch would guess the parent of the nvcc on PATH,
+    wrong where that is a wrapper script such as /usr/local/bin/nvcc."""
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    if not shutil.which("nvcc"):
+        return None
+    try:
+        out = subprocess.run(["nvcc", "-dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"^#\$ TOP=(.+)$", out.stderr + out.stdout, re.MULTILINE)
+    return os.path.realpath(found.group(1).strip()) if found else None
+
+
 def preflight(require_gpu: bool = False) -> dict:
     import torch
 
@@ -60,6 +77,7 @@ def preflight(require_gpu: bool = False) -> dict:
         "cuda_available": torch.cuda.is_available(),
         "cores": os.cpu_count(),
         "nvcc": _tool_version(["nvcc", "--version"]),
+        "cuda_home": cuda_home(),
         "ninja": _tool_version(["ninja", "--version"]),
         "modules_missing": [m for m in TEST_MODULES if not _module_present(m)],
         "blocked_importable": [m for m in os.environ.get("GPU_CHECK_BLOCK", "").split() if _module_present(m)],
