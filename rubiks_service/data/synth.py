@@ -177,7 +177,11 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = 8) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "g": "8", "preset": "veryfast"}
+        # one encoder thread: x264's frame threads make its rate-control and lookahead decisions depend
+        # on the thread count (the machine's cores), so the same frames gave other bytes on another
+        # machine; single-threaded, the same arguments give byte-identical files anywhere
+        stream.options = {"crf": "18", "g": "8", "preset": "veryfast", "threads": "1"}
+        stream.thread_count = 1
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

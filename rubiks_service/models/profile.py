@@ -202,3 +202,46 @@ def measure_latency(
     return {"latency_ms": 1e3 * times[0], "median_ms": 1e3 * times[len(times) // 2], "batch": batch,
             "frames": frames, "size": size, "threads": threads, "warmup": warmup, "repeats": repeats,
             "device": str(device), "form": "inference" if inference_form else "as given"}
+
+
+def measure_latency_vs_reference(
+    model: nn.Module,
+    reference: nn.Module,
+    frames: int = 8,
+    size: int = 224,
+    *,
+    threads: int = LATENCY_THREADS,
+    warmup: int = 2,
+    rounds: int = 7,
+) -> dict:
+    """`model`'s standard latency (batch 1, inference form, fp32 CPU) timed interleaved with a fixed
+    `reference` model: each round times the model once, then the reference once, so load that comes
+    and goes hits both alike. The figures are the minima over the rounds; `ratio_to_reference` is
+    model / reference (below 1: faster than the reference) and holds across machines and load far
+    better than the milliseconds do. Neither model is modified."""
+    if threads < 1 or warmup < 0 or rounds < 1:
+        raise ValueError(f"measure_latency_vs_reference: need threads, rounds >= 1 and warmup >= 0, got "
+                         f"threads={threads} warmup={warmup} rounds={rounds}")
+    timed = {"model": inference_model(model).eval(), "reference": inference_model(reference).eval()}
+    clip = torch.randn(1, frames, 3, size, size, generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {key: [] for key in timed}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for key in timed:
+                for _ in range(warmup):
+                    timed[key](clip)
+            for _ in range(rounds):
+                for key, m in timed.items():
+                    start = time.perf_counter()
+                    m(clip)
+                    times[key].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    best = {key: 1e3 * min(t) for key, t in times.items()}
+    median = {key: 1e3 * sorted(t)[len(t) // 2] for key, t in times.items()}
+    return {"latency_ms": best["model"], "median_ms": median["model"], "reference_ms": best["reference"],
+            "ratio_to_reference": best["model"] / best["reference"], "batch": 1, "frames": frames, "size": size,
+            "threads": threads, "warmup": warmup, "rounds": rounds, "device": "cpu", "form": "inference",
+            "method": "interleaved with the reference, minimum over rounds"}

@@ -4,7 +4,8 @@ Each channel holds attention logits W[c, :] over the integer temporal shifts
 {-k, ..., k} (k = 1 in the paper). During training the output is the
 attention-weighted sum of the shifted clips,
 
-    a[c] = softmax(W[c] / (T * std(W)))          (Eq. 7; T is the temperature)
+    a[c] = softmax(W[c] / (T * std(W[c])))       (Eq. 7; T is the temperature; std over the 2k+1
+                                                  candidates of channel c, as the official release)
     out[:, t, c] = sum_j a[c, j] * x[:, t + shift_j, c]   (zero outside the clip)
 
 with T annealed towards 0 so the attention becomes one-hot. After training
@@ -38,7 +39,9 @@ class TemporalAttentionShift(nn.Module):
             raise ValueError(f"max_shift must be >= 1, got {max_shift}")
         self.num_channels = num_channels
         self.max_shift = max_shift
-        self.weight = nn.Parameter(torch.empty(num_channels, 2 * max_shift + 1).uniform_(1.0, 1.05))
+        # U(0, 1) logits, standardised per channel in `attention()` (the official release's init and
+        # form): every channel starts with attention spread over its candidates, so the loss can choose
+        self.weight = nn.Parameter(torch.rand(num_channels, 2 * max_shift + 1))
         self.register_buffer("T", torch.tensor(float(temperature)))
         # after convert_(): the integer temporal shift per channel (a buffer, not a parameter)
         self.register_buffer("hard_shift", None)
@@ -53,8 +56,11 @@ class TemporalAttentionShift(nn.Module):
         return self.hard_shift is not None
 
     def attention(self) -> torch.Tensor:
-        """(C, 2k+1) attention over the candidate shifts (Eq. 7)."""
-        scale = self.weight.std().clamp_min(1e-8) * self.T.clamp_min(1e-8)
+        """(C, 2k+1) attention over the candidate shifts (Eq. 7). Each channel's logits are divided by
+        their own standard deviation: with one std over the whole layer (the earlier form), the U(1, 1.05)
+        init made every channel's softmax sharp from the first step and the layer's scale drifted with
+        every update, which left RS-AQ far behind RS (see the README's RS-AQ section)."""
+        scale = (self.weight.std(dim=1, keepdim=True) + 1e-6) * self.T.clamp_min(1e-8)
         return torch.softmax(self.weight / scale, dim=1)
 
     def nonzero_fraction(self) -> torch.Tensor:

@@ -24,7 +24,8 @@ from rubiks_service.train.config import TrainConfig
 from rubiks_service.train.metric_names import GMACS
 from rubiks_service.train.model_factory import model_payload
 
-from .sweep_results import ACCURACY, frontier
+from .replicates import group_points
+from .sweep_results import ACCURACY, CI95, MEAN, frontier
 
 ARTIFACT_PATH = "model"
 CHECKPOINT_ARTIFACT = "checkpoint"  # the pyfunc artifact with the weights (serving reads only this)
@@ -79,12 +80,17 @@ def registered_model_name(experiment: str) -> str:
 
 
 def register_frontier(client, experiment: str, parent_run_id: str, points: list[dict]) -> dict | None:
-    """One model version per frontier point (runs that logged a model), aliases `best-accuracy` and
-    `cheapest`; tags the parent run with the best-accuracy version's URI. None if nothing to register."""
+    """One model version per point on the frontier of replicate means (runs that logged a model): the
+    point's most accurate replicate, tagged with the point's mean and interval; aliases `best-accuracy`
+    (highest mean) and `cheapest`; tags the parent run with the best-accuracy version's URI. None if
+    nothing to register."""
     from mlflow.exceptions import MlflowException
 
     versions = []
-    for point in frontier(points):
+    trials = {p["run_id"]: p for p in points}
+    for group in frontier(group_points(points)):
+        point = max((trials[r] for r in group["run_ids"]), key=lambda p: p[ACCURACY])
+        point = {**point, MEAN: group[MEAN], CI95: group[CI95], "n": group["n"]}
         run = client.get_run(point["run_id"])
         if MODEL_URI_TAG not in run.data.tags:
             continue  # a run from before models were logged
@@ -97,14 +103,15 @@ def register_frontier(client, experiment: str, parent_run_id: str, points: list[
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
         tags = {"rubiks.sweep_run": parent_run_id, "rubiks.label": point["label"],
-                ACCURACY: str(point[ACCURACY]), GMACS: str(point[GMACS])}
+                ACCURACY: str(point[ACCURACY]), MEAN: str(point[MEAN]), CI95: str(point[CI95]), "n": str(point["n"]),
+                GMACS: str(point[GMACS])}
         mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
                                          run_id=point["run_id"], tags=tags)
         versions.append({**point, "version": int(mv.version)})
     if not versions:
         return None
-    best = max(versions, key=lambda v: (v[ACCURACY], -v[GMACS]))
-    cheapest = min(versions, key=lambda v: (v[GMACS], -v[ACCURACY]))
+    best = max(versions, key=lambda v: (v[MEAN], -v[GMACS]))
+    cheapest = min(versions, key=lambda v: (v[GMACS], -v[MEAN]))
     client.set_registered_model_alias(name, "best-accuracy", str(best["version"]))
     client.set_registered_model_alias(name, "cheapest", str(cheapest["version"]))
     uri = f"models:/{name}/{best['version']}"

@@ -48,9 +48,10 @@ COST_LABELS = {GMACS: "GMACs per clip", MPARAMS: "parameters (M)", LATENCY_MS: "
 
 
 def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = ONE_CLIP_TOP1,
-                  costs: Sequence[str] = (GMACS, MPARAMS), label: str = "label") -> str:
-    """One panel per cost: every trial in its family's colour, each family's frontier ringed and joined
-    in that colour, and the frontier over all families as a thin dashed black line."""
+                  costs: Sequence[str] = (GMACS, MPARAMS), label: str = "label", error: str | None = None) -> str:
+    """One panel per cost: every point in its family's colour (with `error`, the key of a 95% half-width:
+    drawn as an error bar), each family's frontier ringed and joined in that colour, and the frontier
+    over all families as a thin dashed black line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,6 +67,10 @@ def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = ONE_CLIP
             pts = [p for p in have if p.get("kind", "baseline") == kind]
             ax.scatter([p[cost] for p in pts], [p[accuracy] for p in pts], marker=marker, color=color,
                        label=kind, zorder=3)
+            bars = [p for p in pts if error and p.get(error) == p.get(error) and p.get(error) is not None]
+            if bars:  # NaN (a single replicate) has no bar
+                ax.errorbar([p[cost] for p in bars], [p[accuracy] for p in bars], yerr=[p[error] for p in bars],
+                            fmt="none", ecolor=color, elinewidth=1.2, capsize=3, zorder=2)
             front = pareto_front(pts, accuracy=accuracy, cost=cost)  # ringed, joined when more than one point
             ax.plot([p[cost] for p in front], [p[accuracy] for p in front], "-", color=color, alpha=0.8,
                     marker="o", markersize=11, markerfacecolor="none", label=f"{kind} frontier")
@@ -76,7 +81,7 @@ def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = ONE_CLIP
             ax.annotate(str(p.get(label, ""))[:28], (p[cost], p[accuracy]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
         ax.set_xlabel(COST_LABELS.get(cost, cost))
-        ax.set_ylabel(accuracy)
+        ax.set_ylabel(accuracy + (" (95% interval over seeds)" if error else ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Accuracy vs cost, by family")

@@ -35,7 +35,9 @@ NODE_TAG = "rubiks.train_node"
 
 def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: str | None = None,
                          extra_callbacks: list | None = None, run_name: str | None = None,
-                         tags: dict | None = None) -> dict:
+                         tags: dict | None = None, latency: bool = True) -> dict:
+    """`latency=False` (a sweep's trials, which share the machine): no latency is measured here; the
+    sweep measures each point apart after every trial has ended."""
     client = make_client(tracking_uri)
     name = run_name or cfg.name
     init = resolve_init_from(cfg, tracking_uri)  # a bad model.init_from fails here: no run, no worker started
@@ -56,7 +58,7 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         summary.update(last_val)
         summary.update(to_served_form(model))
         summary.update(final_accuracy(model, cfg, outcome))
-        summary.update(inference_cost(model, cfg))
+        summary.update(inference_cost(model, cfg, latency=latency))
         log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and k not in last_val})
         log_artifacts(client, run_id, outcome.checkpoint_path, model)
         # the MLflow model (runs:/<id>/model): converted weights, loadable by mlflow.pyfunc and `rubiks predict`
@@ -81,14 +83,15 @@ def to_served_form(model: nn.Module) -> dict:
     return {names.REALISED_BUDGET: realised_budget(layers)} if layers else {}
 
 
-def inference_cost(model: nn.Module, cfg: TrainConfig) -> dict:
-    """Params, MACs and the standard CPU latency of the model's inference form."""
+def inference_cost(model: nn.Module, cfg: TrainConfig, latency: bool = True) -> dict:
+    """Params, MACs and (`latency`) the standard CPU latency of the model's inference form."""
     summary = {}
     prof = profile_model(model, name=cfg.model.name, frames=cfg.data.segments, size=cfg.data.crop_size)
     summary.update({names.PARAMS: prof.inference_params, names.MACS: prof.macs,
                     names.GMACS: prof.macs / 1e9, names.MPARAMS: prof.inference_params / 1e6})
-    # at the trial's own input size; few repeats, the minimum is the figure (trials share the machine),
-    # so it costs the trial a second or two
+    if not latency:
+        return summary
+    # at the run's own input size; few repeats, the minimum is the figure, so it costs a second or two
     summary[names.LATENCY_MS] = measure_latency(model, cfg.data.segments, cfg.data.crop_size, warmup=1,
                                                 repeats=3)["latency_ms"]
     return summary

@@ -9,15 +9,21 @@
       optim.lr: {loguniform: [0.001, 0.01]}
     extra_trials:                        # fixed points run besides the grid
       - {name: per-frame, set: {model.temporal_shift: false}}   # kind (family): from the config, or given
+    seeds: [0, 1, 2]                     # replicates: every point runs once per seed (grouped in MLflow)
     num_samples: 1                       # repeats of the grid (random keys re-drawn each time)
     max_concurrent_trials: 2
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
     metric: val_top1
     mode: max
+    latency: {reference: tsm-nano, rounds: 7}   # measured after the sweep, one point at a time
 
 Grid keys are expanded here into explicit trial points (so extra trials are extra
 points, not multiplied with the grid); choice/uniform/loguniform keys are left
-to Tune to sample. Every key and every value a trial could get is checked
+to Tune to sample. With `seeds`, every point (grid or extra) runs once per seed: its trials share
+the point's label (tag `rubiks.point`) and are summarised as one group (n, mean, 95% interval);
+sampled keys would differ between a point's replicates, so `seeds` takes grid values only. ASHA
+judges every replicate as a trial of its own (a stopped replicate is left out of its group's n).
+Every key and every value a trial could get is checked
 against the training config before anything starts: an unknown key or a value
 of the wrong type or range is a `ConfigError` naming the file and the key.
 """
@@ -30,6 +36,7 @@ from pydantic import Field, model_validator
 
 from rubiks_service.config_files import ConfigError, StrictModel, beside, read_yaml, validate_as
 from rubiks_service.models import FAMILIES as MODEL_FAMILIES
+from rubiks_service.models import MODEL_NAMES
 from rubiks_service.train import metric_names as names
 from rubiks_service.train.config import TrainConfig, load_config
 
@@ -91,25 +98,67 @@ class Scheduler(StrictModel):
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
+class LatencySettings(StrictModel):
+    """Latency for the frontier, measured by the driver after every trial has ended, one point at a
+    time (models.profile.measure_latency_vs_reference: batch 1, inference form, `threads` threads)."""
+    measure: bool = True
+    reference: str = "tsm-nano"  # timed interleaved with each point's model: `latency_ratio` = model / reference
+    rounds: int = Field(7, ge=1, le=100)
+    warmup: int = Field(2, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _known(self):
+        if self.reference.lower() not in MODEL_NAMES:
+            raise ValueError(f"latency.reference {self.reference!r} is not one of {', '.join(MODEL_NAMES)}")
+        return self
+
+
 class SearchSpace(StrictModel):
     name: str
     base: str
     set: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Distribution] = Field(default_factory=dict)
     extra_trials: list[ExtraTrial] = Field(default_factory=list)
+    seeds: list[int] | None = Field(None, min_length=1, max_length=100)  # replicates of every point
     num_samples: int = Field(1, ge=1)
     max_concurrent_trials: int = Field(1, ge=1)
     scheduler: Scheduler = Scheduler()
     metric: str = names.VAL_TOP1  # what the scheduler compares trials by
     mode: Literal["max", "min"] = "max"
+    latency: LatencySettings = LatencySettings()
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """One override dict per trial point: the grid's cartesian product, then the extra trials."""
+    @model_validator(mode="after")
+    def _replicates(self):
+        if self.seeds is None:
+            return self
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds {self.seeds}: give distinct seeds >= 0")
+        sampled = [k for k, d in self.search.items() if d.kind != "grid"]
+        if sampled:
+            raise ValueError(f"seeds: replicates need fixed points, but {', '.join(sampled)} would be drawn anew for "
+                             "each replicate (give them as grid values)")
+        if "seed" in self.set or "seed" in self.search or any("seed" in e.set for e in self.extra_trials):
+            raise ValueError("seeds: the trials' seed comes from `seeds`; leave `seed` out of set/search/extra_trials")
+        return self
+
+    def points(self) -> list[dict[str, Any]]:
+        """The distinct points of the space: the grid's cartesian product, then the extra trials; each
+        {"label", "kind", "set"}."""
         keys = [k for k, d in self.search.items() if d.kind == "grid"]
         combos = itertools.product(*(self.search[k].grid for k in keys))
         points = [{"label": _label(dict(zip(keys, c))), "kind": None, "set": dict(zip(keys, c))} for c in combos]
         points += [{"label": e.name, "kind": e.kind, "set": dict(e.set)} for e in self.extra_trials]
         return points
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """One override dict per trial: every point, once per seed when `seeds` is given (seed by seed,
+        so an interrupted sweep has every point at fewer seeds rather than some points at none). Each
+        trial's `point` is its point's label, shared by its replicates."""
+        points = self.points()
+        if self.seeds is None:
+            return [{**p, "point": p["label"], "seed": None} for p in points]
+        return [{**p, "point": p["label"], "seed": seed, "set": {**p["set"], "seed": seed}}
+                for seed in self.seeds for p in points]
 
     def random_keys(self) -> dict[str, Distribution]:
         return {k: d for k, d in self.search.items() if d.kind != "grid"}

@@ -8,7 +8,9 @@ In Ray 2.60 `Tuner(trainer)` is gone; a trial is a function that runs its own
 TorchTrainer, and Train's reports reach Tune through `TuneReportCallback`. A trial
 stopped early by ASHA is killed with its trainer, so its child run is closed by
 the driver afterwards (FINISHED with tag `stopped_early`, or FAILED with the
-error). The parent run then gets the Pareto frontier (table + PNG).
+error). Then, with no trial running, the driver times every point apart (`point_latency`), and
+the parent run gets the replicate groups, the conclusions and the Pareto frontier of the means
+(tables + PNG).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from rubiks_service.tracking.mlflow_store import (
     resolve_tracking_uri,
     tracked_run,
 )
+from rubiks_service.tracking.replicates import conclusions, group_points, json_ready
 from rubiks_service.tracking.sweep_results import (
     PARENT_TAG,
     close_orphaned_children,
@@ -32,6 +35,7 @@ from rubiks_service.tracking.sweep_results import (
 )
 from rubiks_service.train.metric_names import EPOCH
 
+from .point_latency import measure_points
 from .space import LoadedSpace
 from .trial import run_trial
 
@@ -40,7 +44,9 @@ from .trial import run_trial
 class SweepOutcome:
     parent_run_id: str
     experiment: str
-    points: list[dict]  # one per finished trial: label, accuracy, costs
+    points: list[dict]  # one per finished trial: label, point, seed, accuracy, costs
+    groups: list[dict]  # one per point: n, <metric>_mean / _ci95 / _std, costs, latency
+    conclusions: list[dict]  # the comparisons: which point beats which, or ties (replicates.conclusions)
     trials: int
     errors: int
     frontier_png: str | None
@@ -49,8 +55,9 @@ class SweepOutcome:
 
 
 def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_path: str | None = None,
-              verbose: int = 1) -> SweepOutcome:
-    """Run every trial of the space; the caller has started Ray (with the dashboard: see `ray_session`)."""
+              verbose: int = 0, progress_stream=None) -> SweepOutcome:
+    """Run every trial of the space; the caller has started Ray (with the dashboard: see `ray_session`).
+    `progress_stream`: where the progress display goes (None: no display)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -73,6 +80,11 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
         log_params(client, parent, {"space": space.model_dump(), "base": loaded.base_raw})
         where = {"storage": storage, "tracking_uri": uri, "experiment": experiment, "parent": parent}
         trainable = tune.with_parameters(run_trial, loaded=loaded, where=where)
+        display = None
+        if progress_stream is not None:
+            from .progress import SweepProgress
+
+            display = SweepProgress(len(space.grid_points()) * space.num_samples, progress_stream)
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"CPU": 0.01}),  # a token: the nested trainer reserves the real CPUs
             param_space=loaded.param_space(),
@@ -80,13 +92,29 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
                                         num_samples=space.num_samples,
                                         max_concurrent_trials=space.max_concurrent_trials),
             run_config=tune.RunConfig(name=space.name, storage_path=tune_path,
-                                      storage_filesystem=tune_filesystem, verbose=verbose),
+                                      storage_filesystem=tune_filesystem, verbose=verbose,
+                                      callbacks=[display] if display else None),
         )
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        finally:
+            if display:
+                display.close()
         errors = sum(1 for r in grid if r.error is not None)
         close_orphaned_children(client, experiment, parent)
         points = sweep_points(client, experiment, parent)
+        if space.latency.measure:
+            log_params(client, parent, {"latency": {**space.latency.model_dump(), "batch": 1, "form": "inference",
+                                                    "method": "after the sweep, one point at a time, interleaved "
+                                                              "with the reference; minimum over rounds"}})
+            if progress_stream is not None:
+                print(f"timing {len({p['point'] for p in points})} points apart, each against {space.latency.reference}",
+                      file=progress_stream, flush=True)
+            measure_points(client, points, space.latency)
         png = log_frontier(client, parent, points)
         registered = register_frontier(client, experiment, parent, points)
         table = trial_summaries(client, experiment, parent)
-    return SweepOutcome(parent, experiment, points, len(grid), errors, png, table, registered)
+    groups = group_points(points)
+    verdicts = [c.as_dict() for c in conclusions(groups)]
+    return SweepOutcome(parent, experiment, json_ready(points), json_ready(groups), json_ready(verdicts), len(grid),
+                        errors, png, table, registered)

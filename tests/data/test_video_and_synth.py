@@ -124,3 +124,28 @@ def test_cli_synth_knobs_and_a_bad_one(tmp_path, capsys):
     assert main(["data", "synth", str(tmp_path / "e"), "--motion", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "motion" in err[0]
+
+
+def _synth_in_a_new_process(out, threads):
+    """`rubiks data synth` in a fresh interpreter, with `threads` cores' worth of OpenMP/x264 hints."""
+    import subprocess
+    import sys
+
+    code = ("from rubiks_service.data.synth import SynthConfig, generate; "
+            f"generate({str(out)!r}, SynthConfig(train_per_class=2, val_per_class=1, num_frames=12), progress=False)")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    return {os.path.relpath(os.path.join(d, f), out): open(os.path.join(d, f), "rb").read()
+            for d, _, files in os.walk(out) for f in files}
+
+
+def test_synth_bytes_are_identical_across_processes(tmp_path):
+    """The same arguments give byte-identical files in two separate processes (the encoder's choices
+    do not depend on the process, its load or the machine's cores), so every machine trains on the
+    same dataset."""
+    a = _synth_in_a_new_process(tmp_path / "a", threads=1)
+    b = _synth_in_a_new_process(tmp_path / "b", threads=2)
+    assert len([k for k in a if k.endswith(".mp4")]) == 24
+    assert a.keys() == b.keys()
+    different = sorted(k for k in a if a[k] != b[k])
+    assert different == []

@@ -17,8 +17,20 @@ from rubiks_service.ops.attention_shift import (
 
 def test_init_and_attention_rows_sum_to_one():
     layer = TemporalAttentionShift(16)
-    assert layer.weight.min() >= 1.0 and layer.weight.max() <= 1.05
+    assert layer.weight.min() >= 0.0 and layer.weight.max() <= 1.0  # U(0, 1), the release's init
     torch.testing.assert_close(layer.attention().sum(dim=1), torch.ones(16))
+
+
+def test_attention_is_standardised_per_channel():
+    """Each channel's softmax sees its own logits over their own std (the release's form): scaling or
+    shifting one channel's logits leaves its attention, and every other channel's, unchanged; at the
+    start temperature no channel is one-hot yet."""
+    layer = TemporalAttentionShift(4)
+    before = layer.attention().detach().clone()
+    with torch.no_grad():
+        layer.weight[0] = 10 * layer.weight[0] + 3
+    torch.testing.assert_close(layer.attention(), before, rtol=1e-4, atol=1e-5)
+    assert (before.max(dim=1).values < 0.9).all()
 
 
 def test_forward_is_attention_weighted_integer_shifts():

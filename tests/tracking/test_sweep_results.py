@@ -93,7 +93,7 @@ def test_comparison_table_by_family_with_each_frontier(client, tmp_path):
     with open(client.download_artifacts(parent, "pareto/comparison.csv", str(tmp_path))) as f:
         table = list(csv.DictReader(f))
     assert [r["label"] for r in table] == [r["label"] for r in comparison_rows(points)]
-    assert table[0]["kind"] == "rubiksnet" and float(table[0]["1clip_top1"]) == 0.60
+    assert table[0]["kind"] == "rubiksnet" and float(table[0]["1clip_top1_mean"]) == 0.60 and table[0]["n"] == "1"
     assert {"latency_ms", "frontier_latency_ms", "gmacs"} <= set(table[0])
     # the same table as an MLflow table (the UI's artifact view / mlflow.load_table)
     logged = client.download_artifacts(parent, "pareto/comparison.json", str(tmp_path))
@@ -114,3 +114,35 @@ def test_plot_has_one_colour_per_family(client, tmp_path):
     img = np.asarray(Image.open(client.download_artifacts(parent, "pareto/pareto.png", str(tmp_path))).convert("RGB"))
     for rgb in ((31, 119, 180), (255, 127, 14), (127, 127, 127)):  # tab:blue, tab:orange, tab:gray
         assert (np.abs(img.astype(int) - rgb).sum(axis=-1) < 10).sum() > 50, rgb
+
+
+def test_replicates_grouped_on_the_parent_and_children(client, tmp_path):
+    """Trials tagged with their point and seed: one row per point (n, mean, interval), the frontier of
+    the means, every child carrying its group's summary, the parent one metric per point and the
+    conclusions, which call a difference within the noise a tie."""
+    import json
+
+    trials = {"rn": (0.80, 0.82, 0.81), "rn-noisy": (0.70, 0.85, 0.76), "tsm": (0.60, 0.62, 0.61)}
+    with tracked_run(client, "reps", "sweep", tags={PARENT_TAG: "parent"}) as parent:
+        for label, accs in trials.items():
+            for seed, acc in enumerate(accs):
+                tags = {"rubiks.label": label, "rubiks.point": label, "rubiks.seed": str(seed),
+                        "rubiks.kind": "tsm" if label == "tsm" else "rubiksnet"}
+                with tracked_run(client, "reps", f"{label}-{seed}", parent_run_id=parent, tags=tags) as rid:
+                    client.log_param(rid, "model.name", "tsm-nano" if label == "tsm" else "rubiksnet-nano")
+                    log_metrics(client, rid, {"1clip_top1": acc, "gmacs": 0.01 if label != "rn-noisy" else 0.02,
+                                              "mparams": 0.1})
+        points = sweep_points(client, "reps", parent)
+        assert len(points) == 9 and {p["seed"] for p in points} == {"0", "1", "2"}
+        log_frontier(client, parent, points)
+    run = client.get_run(parent)
+    assert run.data.metrics["rn/n"] == 3 and abs(run.data.metrics["rn/1clip_top1_mean"] - 0.81) < 1e-9
+    assert run.data.metrics["rn/1clip_top1_ci95"] > 0 and run.data.tags["best_trial"] == "rn"
+    for child in client.search_runs([run.info.experiment_id], filter_string=f"tags.`rubiks.point` = 'tsm'"):
+        assert child.data.metrics["group_n"] == 3 and abs(child.data.metrics["group_1clip_top1_mean"] - 0.61) < 1e-9
+    body = json.load(open(client.download_artifacts(parent, "pareto/conclusions.json", str(tmp_path))))
+    verdicts = {frozenset((c["a"], c["b"])): c for c in body["comparisons"]}
+    assert verdicts[frozenset(("rn", "tsm"))]["verdict"] == "beats"
+    assert verdicts[frozenset(("rn", "rn-noisy"))]["verdict"] == "tied"  # 0.81 vs 0.77 +- wide: within noise
+    front = open(client.download_artifacts(parent, "pareto/pareto_gmacs.txt", str(tmp_path))).read()
+    assert "rn " in front and "rn-noisy" not in front  # dominated on means: same accuracy band, more GMACs
