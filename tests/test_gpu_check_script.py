@@ -105,3 +105,19 @@ def test_summary_marks_a_failed_step(tmp_path):
                                                        "seconds": 270.0, "detail": "y"}
     assert result["shift_goals"][0]["met"] and "unreadable" in result["gone"]
     assert json.loads(Path(tmp_path / "summary.json").read_text()) == result
+
+
+def test_shift_benchmark_goals_at_the_table_a2_input():
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    try:
+        import bench_shift_gpu
+    finally:
+        sys.path.remove(os.path.join(REPO_ROOT, "bench"))
+    ratios = {"op_forward_vs_clone": 1.2, "op_fwd_bwd_vs_clone": 4.5, "conv3d_block_vs_rubiks_block_forward": 9.5,
+              "tsm_block_vs_rubiks_block_forward": 3.9}
+    rows = [{"shape_NTCHW": [8, 8, 72, 56, 56], "dtype": "bfloat16", "ratios": ratios},
+            {"shape_NTCHW": [32, 8, 144, 56, 56], "dtype": "bfloat16", "ratios": ratios}]
+    goals = {g["ratio"]: (g["met"], g["bar"]) for g in bench_shift_gpu._goals(rows)}
+    assert goals == {"op_forward_vs_clone": (True, "<= 1.5"), "op_fwd_bwd_vs_clone": (False, "<= 4.0"),
+                     "conv3d_block_vs_rubiks_block_forward": (True, ">= 8.9"),
+                     "tsm_block_vs_rubiks_block_forward": (False, ">= 4.0")}
