@@ -149,6 +149,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        _check_gcs(address)
         ray.init(address=address, log_to_driver=True)
     else:
         # the dashboard (127.0.0.1 only) is what lets Tune release the CPUs of a trial that ASHA stops
@@ -156,6 +157,29 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+class RayUnreachable(UserError, RuntimeError):
+    """A Ray cluster (GCS or Jobs API) that cannot be reached; the message (credentials masked) is one line."""
+
+
+def _check_gcs(address: str) -> None:
+    """A `host:port` GCS address must accept a connection within CONNECT_TIMEOUT_S (ray.init would wait
+    on its own, longer timeouts). `auto` and `ray://` addresses are left to Ray."""
+    import socket
+
+    from rubiks_service.redact import redact_url
+
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except TimeoutError:
+        raise RayUnreachable(f"cannot reach the Ray cluster at {redact_url(address)}: no answer within "
+                             f"{CONNECT_TIMEOUT_S} s") from None
+    except OSError as exc:
+        raise RayUnreachable(f"cannot reach the Ray cluster at {redact_url(address)}: {exc.strerror or exc}") from None
 
 
 class LazyChoices(Sequence):

@@ -12,15 +12,11 @@ import os
 import sys
 import time
 
-from rubiks_service.redact import UserError, one_line, redact_url
+from rubiks_service.redact import one_line, redact_url
 
-from ._common import LazyChoices, add_json, add_tracking_args, print_json, print_result, user_error
+from ._common import LazyChoices, RayUnreachable, add_json, add_tracking_args, print_json, print_result, user_error
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
-
-
-class RayUnreachable(UserError, RuntimeError):
-    pass
 
 
 def _store(args):
@@ -81,6 +77,9 @@ def _dashboard(address: str | None) -> str:
         raise RayUnreachable(f"Ray dashboard address {shown!r} is not an http(s) URL, e.g. {DEFAULT_DASHBOARD}")
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except TimeoutError:
+        raise RayUnreachable(f"cannot reach the Ray Jobs API at {redact_url(url)}: no answer within "
+                             f"{CONNECT_TIMEOUT_S} s") from None
     except OSError as exc:
         raise RayUnreachable(f"cannot reach the Ray Jobs API at {redact_url(url)}: {exc.strerror or exc}") from None
     return url

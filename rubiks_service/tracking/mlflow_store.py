@@ -58,9 +58,12 @@ def check_reachable(tracking_uri: str, timeout: float = CONNECT_TIMEOUT_S) -> No
         raise TrackingUnavailable(f"tracking URI {redact_url(tracking_uri)!r} is not a URL: {exc}") from None
     try:
         socket.create_connection(where, timeout=timeout).close()
+    except TimeoutError:
+        raise TrackingUnavailable(f"cannot reach the MLflow server at {redact_url(tracking_uri)}: no answer "
+                                  f"within {timeout:g} s") from None
     except OSError as exc:
         raise TrackingUnavailable(f"cannot reach the MLflow server at {redact_url(tracking_uri)}: "
-                                  f"{exc.strerror or exc or 'no answer'} (waited up to {timeout:g} s)") from None
+                                  f"{exc.strerror or exc}") from None
 
 
 def private_sqlite_file(uri: str) -> None:
@@ -72,11 +75,11 @@ def private_sqlite_file(uri: str) -> None:
 
 
 def make_client(tracking_uri: str):
+    check_reachable(tracking_uri)  # before importing mlflow: an unreachable server fails in seconds
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
         private_sqlite_file(tracking_uri)
-    check_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
