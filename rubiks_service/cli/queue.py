@@ -99,6 +99,8 @@ def _submit(args) -> int:
             print(f"rubiks submit: {job.id} is queued; submitting it to Ray failed: {one_line(exc)}",
                   file=sys.stderr)
         job = store.get(job.id)
+        if job.state == "queued" and job.error:  # Ray refused it: still queued, the dispatcher tries again
+            print(f"rubiks submit: {job.id} is queued; {job.error}", file=sys.stderr)
     if args.json:
         print_json(job.as_dict())
     else:
