@@ -94,6 +94,12 @@ TORCH_LIBRARY(rubiks, m) {
         "int[] padding, bool quantize) -> Tensor");
   m.def("shift2d_grad_shift(Tensor grad_out, Tensor x, Tensor shift, int[] stride, "
         "int[] padding) -> Tensor");
+  // The inference form of a whole RubiksNet block (x: (N*T, C, H, W); ext/cpu/rubiks_block_cpu.cpp):
+  //   pre = relu(x * bn_scale + bn_shift);  mid = relu(w2 @ tshift(pre) + b2)
+  //   out = w3 @ shift3d(mid, shift, (1, stride, stride)) + (w_shortcut @ pre[::stride, ::stride] or x)
+  // tshift: the integer temporal shift per channel (RS-AQ) when time_shift is given.
+  m.def("block_forward(Tensor x, Tensor bn_scale, Tensor bn_shift, Tensor? time_shift, Tensor w2, Tensor b2, "
+        "Tensor shift, bool quantize, int stride, Tensor w3, Tensor? w_shortcut, int num_frames) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(rubiks, CompositeExplicitAutograd, m) {

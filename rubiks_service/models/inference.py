@@ -11,6 +11,12 @@ is) that computes the trained model's logits (within 1e-4 relative in fp32):
   (`Conv1x1`): oneDNN's 1x1 path reorders NCHW to its blocked layout and back on
   every call, which costs 2-3x at RubiksNet's 54-72 channels; the block's
   residual add is the GEMM's accumulate (beta = 1), ReLUs are in place;
+* on CPU in float32, each block (without SE) is one call of the compiled
+  `rubiks::block_forward` op (ext/cpu/rubiks_block_cpu.cpp): BN1 + ReLU, the RS-AQ
+  temporal shift, conv2 + ReLU, the shift, conv3 and the residual computed by
+  tiles that stay in cache, one intermediate tensor written instead of six;
+  elsewhere (CUDA, other dtypes, SE blocks, the export graphs) the same block
+  runs as the modules below;
 * parameters no longer require gradients.
 
 It is the one form used by `rubiks profile --latency`, `rubiks eval`, the sweep
@@ -24,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rubiks_service.ops import RubiksShift2d, RubiksShift3d
+from rubiks_service.ops._extension import has_block_kernel
 from rubiks_service.ops.attention_shift import convert_attention_shifts
 
 from .rubiksnet import RubiksBlock, RubiksNet
@@ -96,7 +104,7 @@ class Conv1x1(nn.Module):
 class InferenceRubiksBlock(nn.Module):
     """A RubiksNet block with bn2 folded into conv2, GEMM 1x1 convs and the residual add fused."""
 
-    def __init__(self, block: RubiksBlock) -> None:
+    def __init__(self, block: RubiksBlock, block_kernel: bool = True) -> None:
         super().__init__()
         self.num_frames = block.num_frames
         self.aq = isinstance(block.conv2, nn.Sequential)  # rs-aq: [attention shift, 1x1 conv]
@@ -108,11 +116,37 @@ class InferenceRubiksBlock(nn.Module):
         self.se = block.se
         self.conv3 = Conv1x1(block.conv3)
         self.shortcut = None if block.shortcut is None else Conv1x1(block.shortcut)
+        self.kernel_args = self._kernel_args() if block_kernel and has_block_kernel() else None
+
+    @torch.no_grad()
+    def _kernel_args(self) -> tuple | None:
+        """The arguments of rubiks::block_forward after x, or None when the block has no such form."""
+        shift = getattr(self.as3, "rubiks3d", None) or getattr(self.as3, "spatial", None) or self.as3
+        if self.se is not None or not isinstance(shift, RubiksShift3d | RubiksShift2d) or any(shift.padding):
+            return None
+        values = shift.shift.detach().float()
+        if isinstance(shift, RubiksShift2d):  # a 2D shift is the 3D one with no temporal shift
+            values = torch.cat([torch.zeros_like(values[:1]), values])
+        stride = shift.stride[-1]
+        if shift.stride[-2] != stride or (shift.rank == 3 and shift.stride[0] != 1):
+            return None
+        if self.shortcut is not None and self.shortcut.stride != (stride, stride):
+            return None
+        bn = self.bn1
+        scale = bn.running_var.double().add(bn.eps).rsqrt() * bn.weight.double()
+        bias = bn.bias.double() - bn.running_mean.double() * scale
+        hard = None if self.temporal is None else self.temporal.hard_shift.long().contiguous()
+        shortcut = None if self.shortcut is None else self.shortcut.weight.contiguous()
+        return (scale.float(), bias.float(), hard, self.conv2.weight.contiguous(), self.conv2.bias.contiguous(),
+                values.contiguous(), shift.quantize, stride, self.conv3.weight.contiguous(), shortcut,
+                self.num_frames)
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0] // self.num_frames, self.num_frames, *x.shape[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N*T, C, H, W)
+        if self.kernel_args is not None and x.device.type == "cpu" and x.dtype == torch.float32:
+            return torch.ops.rubiks.block_forward(x.contiguous(), *self.kernel_args)
         pre = torch.relu_(self.bn1(x))
         # with no shortcut conv the input itself is the residual, overwritten by conv3's accumulate
         residual = self.shortcut(pre) if self.shortcut is not None else x
@@ -125,11 +159,11 @@ class InferenceRubiksBlock(nn.Module):
         return self.conv3(out, residual=residual)
 
 
-def _fast_rubiksnet(model: RubiksNet) -> None:
+def _fast_rubiksnet(model: RubiksNet, block_kernel: bool) -> None:
     backbone = model.backbone
     for i in range(5):
         layer = getattr(backbone, f"layer{i}")
-        setattr(backbone, f"layer{i}", nn.Sequential(*(InferenceRubiksBlock(b) for b in layer)))
+        setattr(backbone, f"layer{i}", nn.Sequential(*(InferenceRubiksBlock(b, block_kernel) for b in layer)))
 
 
 def _fold_tsm(model: TSMResNet) -> None:
@@ -145,14 +179,15 @@ def _fold_tsm(model: TSMResNet) -> None:
                 block.downsample = nn.Sequential(fold_batchnorm(block.downsample[0], block.downsample[1]))
 
 
-def inference_model(model: nn.Module) -> nn.Module:
-    """A new eval-mode model with the same logits as `model` (which is not modified)."""
+def inference_model(model: nn.Module, *, block_kernel: bool = True) -> nn.Module:
+    """A new eval-mode model with the same logits as `model` (which is not modified). `block_kernel=False`
+    keeps every RubiksNet block as modules (the export graphs rewrite their shift modules)."""
     if not isinstance(model, RubiksNet | TSMResNet):
         raise TypeError(f"inference_model: expected a RubiksNet or TSM model, got {type(model).__name__}")
     fast = copy.deepcopy(model).eval()
     convert_attention_shifts(fast)
     if isinstance(fast, RubiksNet):
-        _fast_rubiksnet(fast)
+        _fast_rubiksnet(fast, block_kernel)
     else:
         _fold_tsm(fast)
     for p in fast.parameters():

@@ -33,6 +33,12 @@ _KERNELS = {
 }
 
 
+def has_block_kernel() -> bool:
+    """True when the extension has the CPU kernel of rubiks::block_forward (a build before it has not)."""
+    return _C is not None and hasattr(torch.ops.rubiks, "block_forward") and (
+        torch._C._dispatch_has_kernel_for_dispatch_key("rubiks::block_forward", "CPU"))
+
+
 def has_kernel(device: torch.device) -> bool:
     """True when the compiled extension has kernels for this device type."""
     return _KERNELS.get(device.type, False)

@@ -50,3 +50,14 @@ def _register(name: str) -> None:
 
 for _name in ("shift3d", "shift2d"):
     _register(_name)
+
+
+def _block_forward_fake(x, bn_scale, bn_shift, time_shift, w2, b2, shift, quantize, stride, w3, w_shortcut,
+                        num_frames):
+    h, w = ((size - 1) // stride + 1 for size in x.shape[2:])
+    return x.new_empty((x.shape[0], w2.shape[0], h, w))
+
+
+# the inference-only block op (no autograd): its output shape for torch.compile; absent from older builds
+if hasattr(torch.ops.rubiks, "block_forward"):
+    torch.library.register_fake("rubiks::block_forward")(_block_forward_fake)

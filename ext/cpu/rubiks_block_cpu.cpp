@@ -1,0 +1,230 @@
+// The inference form of a whole RubiksNet block on CPU, in two tiled passes
+// that keep their intermediates in cache:
+//   out = w3 @ shift(relu(w2 @ tshift(relu(bn1(x))) + b2)) + (wsc @ relu(bn1(x))[::s, ::s] or x)
+// with tshift the RS-AQ integer temporal shift (identity otherwise).
+//
+// Pass 1, per (frame, tile of pixels): the pre-activation relu(bn1(x)) of the
+// tile (its channels read from their temporally shifted frames under RS-AQ) is
+// made in a buffer, multiplied by conv2's weight straight into `mid`, then
+// conv2's folded bias and the ReLU are applied while the tile is in cache.
+// `mid` is the one tensor written between the passes: the shift reads it at
+// other frames and rows, so it cannot be computed per tile without halos.
+// Pass 2, per (frame, tile of output rows): the shifted tile of `mid` is
+// gathered into a buffer (row_gather.h), the residual written into the output
+// tile (the input rows, or the strided shortcut conv of the pre-activation,
+// recomputed from x), and conv3's product accumulated onto it (beta = 1).
+// The GEMMs are MKL's sgemm on strided tile views (one call per tile); the
+// tiles run in parallel on ATen's thread pool.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "channel_taps.h"
+#include "row_gather.h"
+
+#ifndef RUBIKS_LIBRARY
+#define RUBIKS_LIBRARY rubiks
+#endif
+
+namespace rubiks {
+namespace {
+
+// Floats of the buffers one tile may use: about half of a 512 KiB L2.
+constexpr int64_t kTileFloats = 64 * 1024;
+
+}  // namespace
+}  // namespace rubiks
+
+// The Fortran BLAS sgemm that torch's MKL exports (ATen's cpublas wrapper is not exported); weak,
+// so a torch built on another BLAS without it still loads and takes the ATen path below.
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                       const float* beta, float* c, const int* ldc) __attribute__((weak));
+
+namespace rubiks {
+namespace {
+
+// out[M x P] (row stride ldo) = beta * out + w[M x K] @ x[K x P] (row stride ldx). Row-major
+// operands are column-major transposes, so BLAS computes out^T = x^T w^T.
+inline void gemm_rows(const float* w, int64_t M, int64_t K, const float* x, int64_t ldx, float* out,
+                      int64_t ldo, int64_t P, float beta) {
+  if (sgemm_ != nullptr) {
+    const int m = P, n = M, k = K, lda = ldx, ldb = K, ldc = ldo;
+    const float alpha = 1.0f;
+    sgemm_("N", "N", &m, &n, &k, &alpha, x, &lda, w, &ldb, &beta, out, &ldc);
+    return;
+  }
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor o = at::from_blob(out, {M, P}, {ldo, 1}, opts);
+  at::Tensor prod = at::mm(at::from_blob(const_cast<float*>(w), {M, K}, opts),
+                           at::from_blob(const_cast<float*>(x), {K, P}, {ldx, 1}, opts));
+  if (beta == 0.0f) o.copy_(prod); else o.add_(prod);
+}
+
+// dst[k] = max(src[k] * s + b, 0)
+inline void bn_relu(float* __restrict dst, const float* __restrict src, float s, float b, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) dst[k] = std::max(src[k] * s + b, 0.0f);
+}
+
+struct BlockArgs {
+  int64_t clips, T, Cin, Cmid, H, W, Hd, Wd, stride;
+  const float* x;
+  const float* bn_scale;
+  const float* bn_shift;
+  const int64_t* time_shift;  // per input channel (RS-AQ), or null
+  const float* w2;
+  const float* b2;
+  const float* w3;
+  const float* wsc;  // shortcut conv (Cmid x Cin), or null: the residual is x
+};
+
+// Pass 1: mid = relu(w2 @ pre + b2), pre = relu(bn1(x)) (temporally shifted per channel under RS-AQ).
+void block_mid(const BlockArgs& a, float* mid) {
+  const int64_t HW = a.H * a.W, frames = a.clips * a.T;
+  int64_t P = std::max<int64_t>(64, kTileFloats / (a.Cin + a.Cmid));
+  P = std::min(HW, (P + 15) / 16 * 16);
+  const int64_t tiles = (HW + P - 1) / P;
+  at::parallel_for(0, frames * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> pre(a.Cin * P);
+    for (int64_t q = begin; q < end; ++q) {
+      const int64_t f = q / tiles, p0 = (q % tiles) * P, np = std::min(P, HW - p0);
+      const int64_t t = f % a.T, clip0 = f - t;
+      for (int64_t c = 0; c < a.Cin; ++c) {
+        float* dst = pre.data() + c * np;
+        const int64_t ts = a.time_shift ? t + a.time_shift[c] : t;
+        if (ts < 0 || ts >= a.T) {  // shifted in from outside the clip: zero (after the ReLU)
+          std::fill(dst, dst + np, 0.0f);
+          continue;
+        }
+        bn_relu(dst, a.x + ((clip0 + ts) * a.Cin + c) * HW + p0, a.bn_scale[c], a.bn_shift[c], np);
+      }
+      float* out = mid + f * a.Cmid * HW + p0;
+      gemm_rows(a.w2, a.Cmid, a.Cin, pre.data(), np, out, HW, np, 0.0f);
+      for (int64_t c = 0; c < a.Cmid; ++c) {
+        float* row = out + c * HW;
+        const float b = a.b2[c];
+#pragma omp simd
+        for (int64_t k = 0; k < np; ++k) row[k] = std::max(row[k] + b, 0.0f);
+      }
+    }
+  });
+}
+
+// Pass 2: out = w3 @ shift(mid) + residual, by tiles of output rows.
+void block_out(const BlockArgs& a, const float* mid, const std::vector<ChannelTaps>& taps, float* out) {
+  const int64_t HW = a.H * a.W, HWd = a.Hd * a.Wd, frames = a.clips * a.T;
+  const int64_t per_row = a.Wd * (2 * a.Cmid + (a.wsc ? a.Cin : 0));
+  const int64_t R = std::min(a.Hd, std::max<int64_t>(1, kTileFloats / per_row));
+  const int64_t tiles = (a.Hd + R - 1) / R;
+  std::vector<GatherTaps> wtaps;
+  wtaps.reserve(a.Cmid);
+  for (int64_t c = 0; c < a.Cmid; ++c) wtaps.emplace_back(taps[c][2]);
+  at::parallel_for(0, frames * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> shifted(a.Cmid * R * a.Wd);
+    std::vector<float> pre(a.wsc ? a.Cin * R * a.Wd : 0);
+    for (int64_t q = begin; q < end; ++q) {
+      const int64_t f = q / tiles, r0 = (q % tiles) * R, nr = std::min(R, a.Hd - r0), np = nr * a.Wd;
+      const int64_t t = f % a.T, clip0 = f - t;
+      for (int64_t c = 0; c < a.Cmid; ++c) {
+        const ChannelTaps& tp = taps[c];
+        const float* planes[2];
+        float tw[2];
+        int nt = 0;
+        for (int k = 0; k < tp[0].ntaps; ++k) {
+          const int64_t j = tp[0].source(k, t);
+          if (j < 0) continue;
+          planes[nt] = mid + ((clip0 + j) * a.Cmid + c) * HW;
+          tw[nt++] = static_cast<float>(tp[0].weight[k]);
+        }
+        for (int64_t r = 0; r < nr; ++r) {
+          RowSources<float> rows;
+          for (int k = 0; k < tp[1].ntaps; ++k) {
+            const int64_t i = tp[1].source(k, r0 + r);
+            if (i < 0) continue;
+            for (int u = 0; u < nt; ++u) rows.add(planes[u] + i * a.W, double(tw[u]) * tp[1].weight[k]);
+          }
+          gather_row(shifted.data() + (c * nr + r) * a.Wd, rows, wtaps[c]);
+        }
+      }
+      float* o = out + f * a.Cmid * HWd + r0 * a.Wd;
+      const float* xf = a.x + f * a.Cin * HW;
+      if (a.wsc) {  // residual = wsc @ relu(bn1(x)) at the strided pixels
+        for (int64_t c = 0; c < a.Cin; ++c) {
+          for (int64_t r = 0; r < nr; ++r) {
+            const float* src = xf + c * HW + (r0 + r) * a.stride * a.W;
+            float* dst = pre.data() + (c * nr + r) * a.Wd;
+            const float s = a.bn_scale[c], b = a.bn_shift[c];
+            for (int64_t k = 0; k < a.Wd; ++k) dst[k] = std::max(src[k * a.stride] * s + b, 0.0f);
+          }
+        }
+        gemm_rows(a.wsc, a.Cmid, a.Cin, pre.data(), np, o, HWd, np, 0.0f);
+      } else {  // residual = x (same shape as the output)
+        for (int64_t c = 0; c < a.Cmid; ++c) std::copy(xf + c * HW + r0 * a.W, xf + c * HW + r0 * a.W + np, o + c * HWd);
+      }
+      gemm_rows(a.w3, a.Cmid, a.Cmid, shifted.data(), np, o, HWd, np, 1.0f);
+    }
+  });
+}
+
+void check_f32_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(),
+              "rubiks::block_forward: ", name, " must be a contiguous float32 CPU tensor");
+}
+
+}  // namespace
+
+// The op's schema is in ext/rubiks_shift_ops.cpp.
+at::Tensor block_forward_cpu(const at::Tensor& x, const at::Tensor& bn_scale, const at::Tensor& bn_shift,
+                             const std::optional<at::Tensor>& time_shift, const at::Tensor& w2,
+                             const at::Tensor& b2, const at::Tensor& shift, bool quantize, int64_t stride,
+                             const at::Tensor& w3, const std::optional<at::Tensor>& w_shortcut,
+                             int64_t num_frames) {
+  TORCH_CHECK(x.dim() == 4, "rubiks::block_forward: x must be (N*T, C, H, W)");
+  TORCH_CHECK(num_frames >= 1 && x.size(0) % num_frames == 0,
+              "rubiks::block_forward: the batch is not a whole number of clips of num_frames");
+  TORCH_CHECK(stride >= 1, "rubiks::block_forward: stride must be >= 1");
+  for (const auto& [t, name] : {std::pair{&x, "x"}, {&bn_scale, "bn_scale"}, {&bn_shift, "bn_shift"},
+                                {&w2, "w2"}, {&b2, "b2"}, {&w3, "w3"}})
+    check_f32_cpu(*t, name);
+  const int64_t Cin = x.size(1), Cmid = w2.size(0);
+  TORCH_CHECK(bn_scale.numel() == Cin && bn_shift.numel() == Cin, "rubiks::block_forward: bn1 is not of x's channels");
+  TORCH_CHECK(w2.dim() == 2 && w2.size(1) == Cin && b2.numel() == Cmid, "rubiks::block_forward: bad w2 / b2");
+  TORCH_CHECK(w3.dim() == 2 && w3.size(0) == Cmid && w3.size(1) == Cmid, "rubiks::block_forward: bad w3");
+  TORCH_CHECK(shift.dim() == 2 && shift.size(0) == 3 && shift.size(1) == Cmid,
+              "rubiks::block_forward: shift must be (3, planes)");
+  const bool has_sc = w_shortcut.has_value() && w_shortcut->defined();
+  if (has_sc) {
+    check_f32_cpu(*w_shortcut, "w_shortcut");
+    TORCH_CHECK(w_shortcut->dim() == 2 && w_shortcut->size(0) == Cmid && w_shortcut->size(1) == Cin,
+                "rubiks::block_forward: bad w_shortcut");
+  } else {
+    TORCH_CHECK(stride == 1 && Cin == Cmid, "rubiks::block_forward: an identity residual needs stride 1 and Cin == planes");
+  }
+  at::Tensor ts;
+  if (time_shift.has_value() && time_shift->defined()) {
+    ts = time_shift->to(at::kLong).contiguous();
+    TORCH_CHECK(ts.device().is_cpu() && ts.numel() == Cin, "rubiks::block_forward: time_shift must have x's channels");
+  }
+  const int64_t H = x.size(2), W = x.size(3), T = num_frames;
+  const int64_t Hd = (H - 1) / stride + 1, Wd = (W - 1) / stride + 1;
+  BlockArgs a{x.size(0) / T, T, Cin, Cmid, H, W, Hd, Wd, stride, x.const_data_ptr<float>(),
+              bn_scale.const_data_ptr<float>(), bn_shift.const_data_ptr<float>(),
+              ts.defined() ? ts.const_data_ptr<int64_t>() : nullptr, w2.const_data_ptr<float>(),
+              b2.const_data_ptr<float>(), w3.const_data_ptr<float>(),
+              has_sc ? w_shortcut->const_data_ptr<float>() : nullptr};
+  at::Tensor out = at::empty({x.size(0), Cmid, Hd, Wd}, x.options());
+  if (out.numel() == 0) return out;
+  at::Tensor mid = at::empty({x.size(0), Cmid, H, W}, x.options());
+  block_mid(a, mid.mutable_data_ptr<float>());
+  const auto taps = build_channel_taps(shift, {T, H, W}, std::vector<int64_t>{1, stride, stride},
+                                       std::vector<int64_t>{0, 0, 0}, quantize, false);
+  block_out(a, mid.const_data_ptr<float>(), taps, out.mutable_data_ptr<float>());
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(RUBIKS_LIBRARY, CPU, m) { m.impl("block_forward", &block_forward_cpu); }
+
+}  // namespace rubiks
