@@ -75,10 +75,12 @@ def read_checkpoint_file(path: str | os.PathLike, *, map_location: str | torch.d
         raise CheckpointError(f"cannot read checkpoint {where!r}: {first[:300]}") from None
 
 
-def load_checkpoint(
+def load_release_checkpoint(
     path: str | os.PathLike, *, map_location: str | torch.device = "cpu", strict: bool = True, **overrides: Any
 ) -> tuple[RubiksNet, dict[str, Any]]:
-    """Build the model a checkpoint describes and load its weights; returns (model, checkpoint)."""
+    """A release-format checkpoint file -> (the RubiksNet it describes, with its weights; the checkpoint).
+    Its counterpart for our training checkpoints (config and classes inside) is
+    `train.trainer.load_trained_model`; both read with `read_checkpoint_file`."""
     ckpt = read_checkpoint_file(path, map_location=map_location)
     return model_from_release(ckpt, os.fspath(path), strict=strict, **overrides), ckpt
 

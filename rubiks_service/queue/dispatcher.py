@@ -174,7 +174,7 @@ def mlflow_model_uri_reader(tracking_uri: str) -> Callable[[str], str | None]:
     def read(run_id: str) -> str | None:
         from mlflow.tracking import MlflowClient
 
-        from rubiks_service.tracking.mlflow_model import MODEL_URI_TAG
+        from rubiks_service.tracking.tag_names import MODEL_URI_TAG
 
         try:
             return MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.tags.get(MODEL_URI_TAG)

@@ -22,7 +22,7 @@ from rubiks_service.models.checkpoint import CheckpointError, model_from_release
 from rubiks_service.redact import one_line
 from rubiks_service.tracking.model_files import ModelLoadError, download_mlflow_model, is_mlflow_uri
 from rubiks_service.train.config import DataConfig, TrainConfig
-from rubiks_service.train.trainer import is_training_checkpoint, model_from_checkpoint
+from rubiks_service.train.trainer import is_training_checkpoint, model_from_training
 
 RELEASE_CROP = 224  # the paper's input; a release checkpoint does not record it
 MIN_CROP, MAX_CROP = 8, 1024  # train.config.DataConfig's crop_size bounds
@@ -57,7 +57,7 @@ def load_model_file(path: str, *, source: str | None = None, crop_size: int | No
         state = read_checkpoint_file(path)
         if is_training_checkpoint(state):
             _check_classes(state["classes"], path)
-            model, cfg, classes = model_from_checkpoint(state, path)
+            model, cfg, classes = model_from_training(state, path)
             return LoadedModel(model, classes, cfg.data.segments, crop_size or cfg.data.crop_size, cfg,
                                source or path)
         model = model_from_release(state, path).eval()

@@ -22,9 +22,8 @@ from rubiks_service.train.trainer import class_list
 
 from .mlflow_store import log_params
 from .model_files import ModelLoadError, download_mlflow_model, is_mlflow_uri, model_version
+from .tag_names import INIT_TAG, INIT_VERSION_TAG
 
-INIT_TAG = "rubiks.init_from"  # what the config named
-INIT_VERSION_TAG = "rubiks.init_from.version"  # the registered version (name/version) or run it resolved to
 
 
 @dataclass

@@ -26,10 +26,10 @@ from rubiks_service.train.model_factory import model_payload
 
 from .replicates import group_points
 from .sweep_results import ACCURACY, CI95, MEAN, frontier
+from .tag_names import LABEL_TAG, MODEL_URI_TAG, REGISTERED_MODEL_TAG, SWEEP_RUN_TAG
 
 ARTIFACT_PATH = "model"
 CHECKPOINT_ARTIFACT = "checkpoint"  # the pyfunc artifact with the weights (serving reads only this)
-MODEL_URI_TAG = "rubiks.model_uri"
 ALIASES = {"best-accuracy": "most accurate frontier point", "cheapest": "fewest GMACs on the frontier"}
 PYFUNC_CODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyfunc_model.py")
 
@@ -102,7 +102,7 @@ def register_frontier(client, experiment: str, parent_run_id: str, points: list[
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-        tags = {"rubiks.sweep_run": parent_run_id, "rubiks.label": point["label"],
+        tags = {SWEEP_RUN_TAG: parent_run_id, LABEL_TAG: point["label"],
                 ACCURACY: str(point[ACCURACY]), MEAN: str(point[MEAN]), CI95: str(point[CI95]), "n": str(point["n"]),
                 GMACS: str(point[GMACS])}
         mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
@@ -116,6 +116,6 @@ def register_frontier(client, experiment: str, parent_run_id: str, points: list[
     client.set_registered_model_alias(name, "cheapest", str(cheapest["version"]))
     uri = f"models:/{name}/{best['version']}"
     client.set_tag(parent_run_id, MODEL_URI_TAG, uri)
-    client.set_tag(parent_run_id, "rubiks.registered_model", name)
+    client.set_tag(parent_run_id, REGISTERED_MODEL_TAG, name)
     return {"name": name, "model_uri": uri, "versions": versions,
             "aliases": {"best-accuracy": best["version"], "cheapest": cheapest["version"]}}

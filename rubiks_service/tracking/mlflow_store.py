@@ -23,6 +23,8 @@ from rubiks_service import storage
 from rubiks_service.config_files import ConfigError
 from rubiks_service.redact import UserError, redact, redact_url
 
+from .tag_names import JOB_ID_TAG
+
 CONNECT_TIMEOUT_S = 10  # an MLflow server nobody answers for: one line after this long (cli/_common.py)
 SERVER_SCHEMES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
 
@@ -124,7 +126,7 @@ def tracked_run(client, experiment: str, run_name: str, *, parent_run_id: str | 
         all_tags["mlflow.parentRunId"] = parent_run_id
     all_tags["mlflow.runName"] = run_name
     if os.environ.get("RUBIKS_JOB_ID"):  # started by the job queue: lets it find this run
-        all_tags["rubiks.job_id"] = os.environ["RUBIKS_JOB_ID"]
+        all_tags[JOB_ID_TAG] = os.environ["RUBIKS_JOB_ID"]
     run = client.create_run(experiment_id(client, experiment, artifact_root), run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     try:
@@ -157,7 +159,3 @@ def experiment_url(ui_base: str, exp_id: str) -> str:
     """The MLflow UI page of an experiment's training runs. MLflow 3.17 opens experiments in its
     GenAI view (traces, judges); `workflowType=machine_learning` lands on the runs table instead."""
     return f"{ui_base.rstrip('/')}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
-
-
-def run_url(ui_base: str, exp_id: str, run_id: str) -> str:
-    return f"{ui_base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?workflowType=machine_learning"

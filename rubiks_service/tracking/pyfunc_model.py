@@ -14,9 +14,9 @@ from mlflow.pyfunc import PythonModel
 class RubiksVideoClassifier(PythonModel):
     def load_context(self, context):
         from rubiks_service.models.inference import inference_model
-        from rubiks_service.train.trainer import load_checkpoint
+        from rubiks_service.train.trainer import load_trained_model
 
-        model, _, self.classes = load_checkpoint(context.artifacts["checkpoint"])
+        model, _, self.classes = load_trained_model(context.artifacts["checkpoint"])
         self.model = inference_model(model)  # eval mode, BN folded, RS-AQ as integer shifts
 
     def predict(self, context, model_input, params=None):

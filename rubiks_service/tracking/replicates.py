@@ -32,8 +32,6 @@ TEST_NAME = "Welch's t-test over seeds, two-sided, p < 0.05"
 ACCURACY_METRICS = (ONE_CLIP_TOP1, TWO_CLIP_TOP1, VAL_TOP1)
 SPREAD_METRICS = (*ACCURACY_METRICS, REALISED_BUDGET)  # summarised as mean / std / ci95
 SAME_COSTS = (GMACS, MPARAMS)  # a property of the architecture: equal over a point's seeds
-POINT_TAG = "rubiks.point"  # the tag that groups a point's replicate runs
-SEED_TAG = "rubiks.seed"
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:

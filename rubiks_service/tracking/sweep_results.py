@@ -23,9 +23,9 @@ from rubiks_service.train.metric_names import (
 )
 
 from .pareto import format_table, pareto_front, plot_frontier
-from .replicates import POINT_TAG, SEED_TAG, conclusions, group_points, json_ready
+from .replicates import conclusions, group_points, json_ready
+from .tag_names import FAMILY_TAG, LABEL_TAG, PARENT_TAG, POINT_TAG, SEED_TAG, SETTINGS
 
-PARENT_TAG = "rubiks.sweep"
 ACCURACY = ONE_CLIP_TOP1  # the sweep's accuracy: frontier, best trial, registered model
 MEAN = f"{ACCURACY}_mean"  # a point's accuracy: the mean over its replicates (frontier, ranking)
 CI95 = f"{ACCURACY}_ci95"
@@ -36,10 +36,6 @@ POINT_METRICS = (ONE_CLIP_TOP1, TWO_CLIP_TOP1, GMACS, MPARAMS, REALISED_BUDGET, 
                  LATENCY_RATIO)
 TABLE_COLUMNS = ("label", "kind", "model", "n", MEAN, CI95, f"{TWO_CLIP_TOP1}_mean", GMACS, MPARAMS, "run_id")
 # the comparison table (CSV + MLflow table on the parent run): what each trial was and what it got
-SETTINGS = {"variant": "model.variant", "budget": "aq.budget", "lambda": "model.temporal_factor",
-            "grad_norm_form": "model.grad_norm_form", "normalize_grad": "model.normalize_grad",
-            "shift_init": "model.shift_init", "fixed_shifts": "model.fixed_shifts", "epochs": "optim.epochs",
-            "seed": "seed"}
 COMPARISON_COLUMNS = ("label", "kind", "model", *SETTINGS, "n", *(f"{m}_{s}" for m in (ONE_CLIP_TOP1, TWO_CLIP_TOP1, VAL_TOP1)
                                                                  for s in ("mean", "ci95", "std")),
                       GMACS, MPARAMS, LATENCY_MS, LATENCY_RATIO, f"{REALISED_BUDGET}_mean", f"frontier_{GMACS}",
@@ -75,10 +71,10 @@ def sweep_points(client, experiment: str, parent_run_id: str) -> list[dict]:
             continue
         tags, params = run.data.tags, run.data.params
         points.append({
-            "label": tags.get("rubiks.label", run.info.run_name),
-            "point": tags.get(POINT_TAG, tags.get("rubiks.label", run.info.run_name)),
+            "label": tags.get(LABEL_TAG, run.info.run_name),
+            "point": tags.get(POINT_TAG, tags.get(LABEL_TAG, run.info.run_name)),
             "seed": tags.get(SEED_TAG, params.get("seed", "")),
-            "kind": tags.get("rubiks.kind", "rubiksnet"),
+            "kind": tags.get(FAMILY_TAG, "rubiksnet"),
             "model": params.get("model.name", ""),
             **{k: m[k] for k in POINT_METRICS if k in m},
             "settings": {k: params[p] for k, p in SETTINGS.items() if p in params},
@@ -143,7 +139,7 @@ def trial_summaries(client, experiment: str, parent_run_id: str) -> list[dict]:
         tags, m = run.data.tags, run.data.metrics
         outcome = ("failed" if run.info.status == "FAILED" else "stopped early" if tags.get("stopped_early")
                    else "finished" if run.info.status == "FINISHED" else run.info.status.lower())
-        rows.append({"label": tags.get("rubiks.label", run.info.run_name), "kind": tags.get("rubiks.kind", ""),
+        rows.append({"label": tags.get(LABEL_TAG, run.info.run_name), "kind": tags.get(FAMILY_TAG, ""),
                      "model": run.data.params.get("model.name", ""), "outcome": outcome,
                      **{k: m.get(k, float("nan")) for k in (VAL_TOP1, ACCURACY, GMACS)}})
     return sorted(rows, key=lambda r: (r["kind"], r["label"]))

@@ -23,14 +23,13 @@ from rubiks_service.models.profile import measure_latency, profile_model
 from rubiks_service.ops.attention_shift import convert_attention_shifts, realised_budget
 from rubiks_service.train import metric_names as names
 from rubiks_service.train.config import TrainConfig
-from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_checkpoint
+from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_trained_model
 
 from .init_source import log_init_source, resolve_init_from
 from .mlflow_model import log_trained_model
 from .mlflow_store import default_artifact_root, log_metrics, log_params, make_client, tracked_run
+from .tag_names import NODE_TAG
 from .train_callback import MlflowEpochLogger
-
-NODE_TAG = "rubiks.train_node"
 
 
 def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: str | None = None,
@@ -51,7 +50,7 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
             client.set_tag(run_id, NODE_TAG, outcome.metrics[names.NODE_ID])
         if outcome.checkpoint_path is None:
             raise RuntimeError(f"training run {name!r} produced no checkpoint")
-        model, _, _ = load_checkpoint(outcome.checkpoint_path)
+        model, _, _ = load_trained_model(outcome.checkpoint_path)
         summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get(names.EPOCH, 0))}
         last_val = names.of_scope(outcome.metrics, names.VAL)  # logged per epoch while training ran

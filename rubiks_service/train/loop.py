@@ -39,7 +39,6 @@ from . import metric_names as names
 from .clip_source import ClipSource, clip_source
 from .config import TrainConfig
 from .evaluation import evaluate_shard
-from .evaluation import view_averaged_logits  # noqa: F401  (MLflow models logged before it moved import it here)
 from .metrics import AccuracyCounter
 from .model_factory import build_from_config, init_weights, model_payload
 from .optimization import autocast, make_optimizer, set_learning_rates

@@ -141,18 +141,18 @@ def read_training_checkpoint(path: str) -> dict:
         return read_checkpoint_file(local)
 
 
-def load_checkpoint(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
+def load_trained_model(checkpoint_file: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
     """A checkpoint written by training (local or `s3://`) -> (model in eval mode, its training config, its
-    classes)."""
+    classes). A release-format checkpoint (weights only) is `models.checkpoint.load_release_checkpoint`'s."""
     state = read_training_checkpoint(checkpoint_file)
-    return model_from_checkpoint(state, checkpoint_file)
+    return model_from_training(state, checkpoint_file)
 
 
 def is_training_checkpoint(state) -> bool:
     return isinstance(state, dict) and "config" in state and "classes" in state and "model" in state
 
 
-def model_from_checkpoint(state: dict, source: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
+def model_from_training(state: dict, source: str) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
     """The contents of a training checkpoint (already read) -> (eval-mode model, config, classes)."""
     if not is_training_checkpoint(state):
         raise ValueError(f"{source}: not a checkpoint written by `rubiks train` (no config/classes)")

@@ -16,7 +16,7 @@ from rubiks_service.ops.attention_shift import convert_attention_shifts
 from rubiks_service.tracking.replicates import group_points
 from rubiks_service.tracking.sweep_results import LATENCY_RATIO
 from rubiks_service.train.metric_names import LATENCY_MS
-from rubiks_service.train.trainer import load_checkpoint
+from rubiks_service.train.trainer import load_trained_model
 
 from .space import LatencySettings
 
@@ -47,7 +47,7 @@ def _measure_group(client, group: dict, settings: LatencySettings) -> dict | Non
                 path = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp)
             except Exception:  # a run without its checkpoint (deleted artifacts): try the next replicate
                 continue
-            model, cfg, classes = load_checkpoint(path)
+            model, cfg, classes = load_trained_model(path)
             convert_attention_shifts(model)  # the served form: RS-AQ as integer shifts
             torch.manual_seed(0)  # the reference's weights do not change its time, but keep it one model
             reference = build_model(settings.reference, num_classes=len(classes), num_frames=cfg.data.segments).eval()

@@ -27,12 +27,12 @@ from rubiks_service.tracking.mlflow_store import (
 )
 from rubiks_service.tracking.replicates import conclusions, group_points, json_ready
 from rubiks_service.tracking.sweep_results import (
-    PARENT_TAG,
     close_orphaned_children,
     log_frontier,
     sweep_points,
     trial_summaries,
 )
+from rubiks_service.tracking.tag_names import PARENT_TAG
 from rubiks_service.train.metric_names import EPOCH
 
 from .point_latency import measure_points

@@ -6,7 +6,7 @@ A trial's run is tagged with its point (`rubiks.point`, shared by the point's re
 It logs no latency: trials share the machine, so the driver times every point after the sweep."""
 from __future__ import annotations
 
-from rubiks_service.tracking.replicates import POINT_TAG, SEED_TAG
+from rubiks_service.tracking.tag_names import FAMILY_TAG, LABEL_TAG, POINT_TAG, SEED_TAG, TRIAL_TAG
 from rubiks_service.tracking.tracked_training import run_tracked_training
 from rubiks_service.train import metric_names as names
 
@@ -24,7 +24,7 @@ def run_trial(config: dict, loaded: LoadedSpace, where: dict) -> None:
     cfg = loaded.trial_config({**point["set"], **config.get("sampled", {})})
     cfg = cfg.model_copy(update={"storage_path": where["storage"], "experiment": where["experiment"]})
     trial_name = tune.get_context().get_trial_name()
-    tags = {"rubiks.trial": trial_name, "rubiks.label": point["label"], "rubiks.kind": point.get("kind") or family(cfg),
+    tags = {TRIAL_TAG: trial_name, LABEL_TAG: point["label"], FAMILY_TAG: point.get("kind") or family(cfg),
             POINT_TAG: point.get("point", point["label"])}
     run_name = f"{point['label']}-{trial_name}"
     if point.get("seed") is not None:

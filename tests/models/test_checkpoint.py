@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rubiks_service.models import rubiksnet
-from rubiks_service.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rubiks_service.models.checkpoint import CheckpointError, load_release_checkpoint, save_checkpoint
 
 from tests.helpers.reference import SHAPES_FILE
 
@@ -15,7 +15,7 @@ def test_round_trip_with_extras(tmp_path):
     model = rubiksnet("tiny", num_classes=12, num_frames=4, variant="rs-q")
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, model, epoch=3, config={"lr": 0.1})
-    loaded, ckpt = load_checkpoint(path)
+    loaded, ckpt = load_release_checkpoint(path)
     assert ckpt["epoch"] == 3 and ckpt["tier"] == "tiny" and loaded.cfg.variant == "rs-q"
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
@@ -33,7 +33,7 @@ def test_strict_load_of_a_release_shaped_checkpoint(tmp_path, key, tier, variant
              for k, shape in shapes.items()}
     path = tmp_path / "release.pth"
     torch.save({"tier": tier, "num_classes": 174, "num_frames": 8, "variant": variant, "model": state}, path)
-    model, _ = load_checkpoint(path)
+    model, _ = load_release_checkpoint(path)
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k].float(), v.float()) for k, v in state.items())
 
@@ -42,11 +42,11 @@ def test_not_a_checkpoint(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"weights": {}}, bad)
     with pytest.raises(CheckpointError, match="needs keys"):
-        load_checkpoint(bad)
+        load_release_checkpoint(bad)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match="cannot read"):
-        load_checkpoint(garbage)
+        load_release_checkpoint(garbage)
 
 
 def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
@@ -61,7 +61,7 @@ def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
     raw.write_bytes(pickle.dumps(_RunsCode(str(marker)), protocol=2))
     for path in (crafted, raw):
         with pytest.raises(CheckpointError, match="refused to load") as err:
-            load_checkpoint(path)
+            load_release_checkpoint(path)
         assert "\n" not in str(err.value) and "posix.system" in str(err.value)
         with pytest.raises(CheckpointError, match="refused to load"):
             read_checkpoint_file(path)

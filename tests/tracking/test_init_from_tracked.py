@@ -10,7 +10,7 @@ import torch
 from rubiks_service.cli import main as cli_main
 from rubiks_service.models.inflate import inflate_state_dict
 from rubiks_service.models.checkpoint import read_checkpoint_file
-from rubiks_service.tracking.init_source import INIT_TAG, INIT_VERSION_TAG
+from rubiks_service.tracking.tag_names import INIT_TAG, INIT_VERSION_TAG
 from rubiks_service.tracking.mlflow_store import make_client
 from rubiks_service.tracking.tracked_training import run_tracked_training
 from rubiks_service.train.config import load_config

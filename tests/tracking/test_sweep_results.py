@@ -4,12 +4,12 @@ import pytest
 
 from rubiks_service.tracking.mlflow_store import log_metrics, make_client, tracked_run
 from rubiks_service.tracking.sweep_results import (
-    PARENT_TAG,
     close_orphaned_children,
     latest_sweep,
     log_frontier,
     sweep_points,
 )
+from rubiks_service.tracking.tag_names import PARENT_TAG
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from rubiks_service.models.inference import inference_model
 from rubiks_service.tracking.tracked_training import run_tracked_training
 from rubiks_service.train.config import load_config
 from rubiks_service.train.evaluation import view_averaged_logits
-from rubiks_service.train.trainer import evaluate, load_checkpoint
+from rubiks_service.train.trainer import evaluate, load_trained_model
 
 from tests.helpers.training import training_config, write_yaml
 
@@ -49,7 +49,7 @@ def trained(tmp_path_factory, colour_data, ray_cluster):
 def _served(checkpoint):
     """The checkpoint's model as it is served (RS-AQ hard-maxed to integer shifts, BN folded): what
     predict, eval and the MLflow model compute, and what the run's end-of-run accuracy measures."""
-    model, cfg, classes = load_checkpoint(checkpoint)
+    model, cfg, classes = load_trained_model(checkpoint)
     return inference_model(model), cfg, classes
 
 
@@ -109,7 +109,7 @@ def test_predict_classifies_like_evaluation_and_reports_bad_files(trained, colou
 
 
 def test_release_format_checkpoint_predicts_the_same(trained, colour_data, tmp_path, capsys):
-    model, _, classes = load_checkpoint(trained["checkpoint"])
+    model, _, classes = load_trained_model(trained["checkpoint"])
     release = tmp_path / "release.pth"
     save_checkpoint(release, model)  # tier, variant, frames, weights: no classes, no input size
     path = _val_videos(colour_data)[0][0]

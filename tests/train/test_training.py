@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rubiks_service.train.config import load_config
-from rubiks_service.train.trainer import evaluate, fit, load_checkpoint
+from rubiks_service.train.trainer import evaluate, fit, load_trained_model
 
 from tests.helpers.training import training_config, write_yaml
 
@@ -31,7 +31,7 @@ def test_two_worker_ddp_learns_and_checkpoint_evaluates(tmp_path, colour_data):
     # data epoch 1 already ends near 0.17 and one AdamW spike in epoch 3 (seen once: 1.45) says nothing
     assert min(row["train_loss"] for row in outcome.history[1:]) < outcome.history[0]["train_loss"]
 
-    model, saved_cfg, classes = load_checkpoint(outcome.checkpoint_path)
+    model, saved_cfg, classes = load_trained_model(outcome.checkpoint_path)
     assert classes == ["red", "blue"] and saved_cfg.scaling.num_workers == 2
     result = evaluate(model, saved_cfg, classes, "2clip")
     assert result["2clip_clips"] == 12 and result["2clip_top1"] >= 0.9
@@ -45,7 +45,7 @@ def test_frame_cache_run_learns_and_evaluates_both_protocols_in_the_workers(tmp_
     assert last["val_top1"] >= 0.9 and last["val_clips"] == 12, outcome.history
     assert "2clip_top1" not in outcome.history[0]  # the protocols run once, after the last epoch
     assert last["1clip_top1"] == last["val_top1"] and last["2clip_clips"] == 12
-    model, saved_cfg, classes = load_checkpoint(outcome.checkpoint_path)
+    model, saved_cfg, classes = load_trained_model(outcome.checkpoint_path)
     driver_side = evaluate(model, saved_cfg, classes, "2clip")  # decoded afresh, not from the cache
     assert driver_side["2clip_top1"] == last["2clip_top1"]
 
