@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -182,7 +185,7 @@ def _gather_form(module: nn.Module, shape: tuple[int, ...]) -> GatherShift:
 def export_form(model: nn.Module, frames: int, size: int) -> nn.Module:
     """The inference form of `model` with every shift as gathers and weighted sums, for clips of
     `frames` x 3 x `size`^2 (any batch). Same logits (within float rounding)."""
-    fast = inference_model(model)
+    fast = inference_model(model, block_kernel=False)
     clips = torch.zeros(1, frames, 3, size, size)
     shapes = _shift_inputs(fast, clips)
     for name, shape in shapes.items():
@@ -221,7 +224,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, frames: int = 8, s
 
 def export_pt2(model: nn.Module, path: str | os.PathLike, *, frames: int = 8, size: int = 224) -> dict:
     """Write the inference form with torch.export (registered rubiks ops kept); dynamic batch."""
-    fast = inference_model(model)
+    fast = inference_model(model, block_kernel=False)  # the shift ops, which have CUDA kernels too
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
         program = torch.export.export(fast, (_example(frames, size),), dynamic_shapes={"clips": {0: batch}})
@@ -247,18 +250,49 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, *, frames: int, size: 
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, *, frames: int = 8, size: int = 224,
-                 check: bool = True) -> dict:
-    """Export to `fmt` ("onnx" | "pt2"); with `check`, an ONNX file is run once by onnxruntime against PyTorch."""
+                 check: bool = True, int8_calibration: Sequence[np.ndarray] | None = None,
+                 metadata: Mapping[str, str] | None = None) -> dict:
+    """Export to `fmt` ("onnx" | "pt2"); with `check`, an ONNX file is run once by onnxruntime against PyTorch.
+    With `int8_calibration` (clips of the training data, `quantize.calibration_clips`) the ONNX file is the
+    int8 form (`quantize.quantize_onnx`); its check reports how far int8 moves the logits. `metadata`: the
+    ONNX file's metadata_props (what the model is: `serving.onnx_model.onnx_metadata`)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    if int8_calibration is not None and fmt != "onnx":
+        raise ValueError("int8 export is of the ONNX format only")
     model = copy.deepcopy(model).eval()
     if fmt == "pt2":
         return export_pt2(model, path, frames=frames, size=size)
-    summary = export_onnx(model, path, frames=frames, size=size)
+    if int8_calibration is not None:
+        from .quantize import quantize_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = os.path.join(tmp, "fp32.onnx")
+            summary = export_onnx(model, fp32, frames=frames, size=size)
+            summary.update(quantize_onnx(fp32, path, int8_calibration), path=os.fspath(path))
+    else:
+        summary = export_onnx(model, path, frames=frames, size=size)
+    if metadata:
+        write_onnx_metadata(path, metadata)
+        summary["metadata"] = sorted(metadata)
     if check:
         summary["onnxruntime_check"] = check_onnx(path, model, frames=frames, size=size)
     return summary
 
 
+def write_onnx_metadata(path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
+    """Set the file's metadata_props (onnxruntime: `get_modelmeta().custom_metadata_map`), replacing keys
+    of the same name."""
+    import onnx
+
+    proto = onnx.load(os.fspath(path))
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *((k, str(v)) for k, v in metadata.items())]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, os.fspath(path))
+
+
 __all__ = ["FORMATS", "ONNX_OPSET", "GatherShift", "check_onnx", "export_form", "export_model", "export_onnx",
-           "export_pt2"]
+           "export_pt2", "write_onnx_metadata"]
