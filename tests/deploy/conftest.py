@@ -116,12 +116,24 @@ class Stack:
                             f"--ray-client-server-port={free_port()}", "--num-cpus=2"]
         # its own temp dir: `ray start` writes the cluster's address to <temp>/ray_current_cluster, and
         # Ray Jobs of any later local cluster under the default /tmp/ray would resolve "auto" to this one
-        proc = self._start("ray-head", [*head, *per_node(), f"--temp-dir={self.ray_temp}"])
-        wait_for(lambda: requests.get(f"{self.dashboard}/api/version", headers=self.auth, timeout=5).ok,
-                 "ray head dashboard", 180, proc)
+        self._start_until_up("ray-head", [*head, *per_node(), f"--temp-dir={self.ray_temp}"], "ray head dashboard",
+                             lambda: requests.get(f"{self.dashboard}/api/version", headers=self.auth, timeout=5).ok)
         worker = service_command("ray-gpu-worker", self.hosts, self.runs)
-        self._start("ray-worker", [*worker, *per_node()])
-        wait_for(self._two_nodes_alive, "two Ray nodes", 180, self.processes["ray-worker"])
+        self._start_until_up("ray-worker", [*worker, *per_node()], "two Ray nodes", self._two_nodes_alive)
+
+    def _start_until_up(self, name: str, argv: list[str], what: str, check, attempts: int = 3) -> None:
+        """Start a Ray node and wait until `check` passes; a node that gives up during start-up ("timed out
+        during startup", "Deadline Exceeded": Ray's own start-up deadlines, missed on a loaded machine) is
+        started again, as compose's restart would."""
+        for attempt in range(1, attempts + 1):
+            proc = self._start(name if attempt == 1 else f"{name}-{attempt}", argv)
+            try:
+                wait_for(check, what, 180, proc)
+                return
+            except RuntimeError:  # the process exited: Ray's start-up deadline on a loaded machine
+                if attempt == attempts:
+                    raise
+                proc.stop()
 
     def _two_nodes_alive(self) -> bool:
         from ray.job_submission import JobSubmissionClient
