@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import sys
 import time
@@ -76,7 +75,7 @@ def config(name: str, paths: dict, data_root: str, storage: str, seed: int, epoc
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--shots", type=int, default=5, help="training clips a target class")
     p.add_argument("--pretrain-epochs", type=int, default=24)
     p.add_argument("--epochs", type=int, default=15, help="epochs of every target run (scratch and fine-tune)")
@@ -86,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import ray
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench.bench_shift_cpu import _cpu_model
 
     from rubiks_service.data.synth import SynthConfig, generate
     from rubiks_service.tracking.mlflow_store import resolve_tracking_uri
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     started = time.time()
     results_path = os.path.join(out, "results.json")
-    result = {"setup": {"cpu": platform.processor() or platform.machine(), "load_before": os.getloadavg(),
+    result = {"setup": {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_before": os.getloadavg(),
                         "pretrain_classes": PRETRAIN_CLASSES, "target_classes": TARGET_CLASSES,
                         "model": "rubiksnet-nano", "shots": args.shots, "epochs": args.epochs,
                         "pretrain_epochs": args.pretrain_epochs, "crop": args.crop, "segments": args.segments,
