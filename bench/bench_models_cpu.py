@@ -16,6 +16,17 @@ model's inference form at batch 1.
     python bench/bench_models_cpu.py --batches 1 --train-batch 0 --models rubiksnet-tiny rubiksnet-large \
         tsm-r18 tsm-r50 --profile                              # + where rubiksnet-tiny's time goes
     ... --keep-heap        # freed activations stay in the heap (no page faults per call; in the JSON)
+    ... --forms inference modules channels-last compiled int8   # each model's best forms, best against best
+
+Forms (--forms; each timed where it applies, interleaved with the others):
+  original       the model as built (eval mode)
+  inference      inference_model(): BN folded, GEMM 1x1s; RubiksNet blocks as one rubiks::block_forward call
+  modules        RubiksNet only: inference_model(block_kernel=False), the blocks as separate ops
+  channels-last  TSM only: the inference form with channels-last weights (oneDNN's NHWC convolutions)
+  compiled       torch.compile (inductor, freezing) of the inference form
+  int8           the exported ONNX graph quantized to int8 (onnxruntime static QDQ, models/quantize.py),
+                 in onnxruntime with the same threads; calibrated on random clips (latency only)
+The `best` ratios compare each model's fastest fp32 form (int8 apart: `best_int8`).
 """
 from __future__ import annotations
 
@@ -42,8 +53,8 @@ from bench_shift_cpu import _cpu_model, emit_json  # noqa: E402
 
 RUBIKS = ("rubiksnet-tiny", "rubiksnet-small", "rubiksnet-medium", "rubiksnet-large")
 TSM = ("tsm-r18", "tsm-r34", "tsm-r50")
-# the issue's goals: time ratios TSM / RubiksNet at batch 1 (inference form) and for the training step
-GOALS = {"tsm-r18/rubiksnet-tiny@batch1": 3.0, "tsm-r50/rubiksnet-large@batch1": 2.0,
+# the goals: time ratios TSM / RubiksNet at batch 1 (best fp32 form against best) and for the training step
+GOALS = {"tsm-r18/rubiksnet-tiny@batch1": 2.5, "tsm-r50/rubiksnet-large@batch1": 2.0,
          "tsm-r50/rubiksnet-large@train": 1.8}
 # (warm-up calls, timed rounds) per phase; batch 8 and training of the large models take seconds a call
 ROUNDS = {"full": {"batch1": (2, 7), "batch8": (1, 3), "train": (1, 2)},
@@ -100,34 +111,82 @@ def _ratios(rows: dict[str, dict], macs: dict[str, int], form: str) -> dict[str,
     return out
 
 
-def _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort=None) -> dict:
+FORMS = ("original", "inference", "modules", "channels-last", "compiled", "int8")
+INT8_FORMS = ("int8",)
+
+
+def _form(name: str, form: str, model: torch.nn.Module, fast: torch.nn.Module):
+    """The module of one (model, form), or None where the form does not apply to the family."""
+    rubiks = model_entry(name).family == "rubiksnet"
+    if form == "original":
+        return model
+    if form == "inference":
+        return fast
+    if form == "modules":
+        return inference_model(model, block_kernel=False) if rubiks else None
+    if form == "channels-last":
+        return None if rubiks else inference_model(model).to(memory_format=torch.channels_last)
+    if form == "compiled":  # compiled on the first (warm-up) call
+        return torch.compile(inference_model(model), options={"freezing": True})
+    raise ValueError(form)
+
+
+def _best(rows: dict[str, dict], macs: dict[str, int], forms: tuple[str, ...], tag: str) -> dict:
+    """Each model's fastest form among `forms`, and the TSM / RubiksNet ratios of those."""
+    best = {}
+    for key, row in rows.items():
+        name, form = key.split("/")
+        if form in forms and (name not in best or row["min_ms"] < best[name]["min_ms"]):
+            best[name] = {"form": form, "min_ms": row["min_ms"]}
+    rows_best = {f"{name}/{tag}": {"min_ms": b["min_ms"]} for name, b in best.items()}
+    return {"forms": {name: b["form"] for name, b in best.items()}, "ratios": _ratios(rows_best, macs, tag)}
+
+
+def _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort=None, forms=FORMS[:2],
+                     int8=None) -> dict:
     clips = torch.randn(batch, frames, 3, size, size)
+    feed = {"clips": clips.numpy()}
     calls = {}
     for name in models:
-        calls[f"{name}/original"] = lambda m=models[name]: m(clips)
-        calls[f"{name}/inference"] = lambda m=fast[name]: m(clips)
+        for form in forms:
+            if form in INT8_FORMS:
+                if int8:
+                    calls[f"{name}/{form}"] = lambda s=int8[name]: s.run(None, feed)
+                continue
+            module = _form(name, form, models[name], fast[name])
+            if module is not None:
+                calls[f"{name}/{form}"] = lambda m=module: m(clips)
         if ort:  # the exported ONNX graph in onnxruntime, same input, same thread count
-            feed = {"clips": clips.numpy()}
             calls[f"{name}/onnxruntime"] = lambda s=ort[name]: s.run(None, feed)
     with torch.inference_mode():
         times = _interleaved(calls, warmup, rounds)
     rows = {key: _summary(t, macs[key.split("/")[0]], batch) for key, t in times.items()}
-    forms = ("original", "inference") + (("onnxruntime",) if ort else ())
-    return {"latency": rows, "ratios": {form: _ratios(rows, macs, form) for form in forms}}
+    timed = sorted({key.split("/")[1] for key in rows}, key=lambda f: (FORMS + ("onnxruntime",)).index(f))
+    fp32 = tuple(f for f in timed if f not in INT8_FORMS and f != "onnxruntime")
+    out = {"latency": rows, "ratios": {form: _ratios(rows, macs, form) for form in timed},
+           "best": _best(rows, macs, fp32, "best")}
+    if any(f in INT8_FORMS for f in timed):
+        out["best_int8"] = _best(rows, macs, tuple(timed), "best_int8")
+    return out
 
 
-def _onnx_sessions(models, frames, size, threads, folder) -> dict:
+def _onnx_sessions(models, frames, size, threads, folder, int8: bool = False) -> dict:
     """One onnxruntime CPU session per model, from `rubiks export`'s ONNX graph (the export builds the
-    inference form itself, so it takes the trained model)."""
+    inference form itself, so it takes the trained model); with `int8`, of its int8 form."""
     import onnxruntime
 
     from rubiks_service.models.export import export_onnx
+    from rubiks_service.models.quantize import quantize_onnx
 
     sessions = {}
     for name, model in models.items():
         path = os.path.join(folder, f"{name}.onnx")
-        _log(f"[bench] exporting {name} to ONNX")
+        _log(f"[bench] exporting {name} to ONNX{' (int8)' if int8 else ''}")
         export_onnx(model, path, frames=frames, size=size)
+        if int8:  # latency does not depend on the calibration data: a few random clips
+            calibration = [torch.randn(1, frames, 3, size, size).numpy() for _ in range(2)]
+            quantize_onnx(path, path.replace(".onnx", "-int8.onnx"), calibration)
+            path = path.replace(".onnx", "-int8.onnx")
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         sessions[name] = onnxruntime.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -180,7 +239,8 @@ def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.M
 
 def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: int = 8, size: int = 224,
         num_classes: int = 174, batches=(1, 8), train_batch: int | None = 8, names=RUBIKS + TSM,
-        seed: int = 0, onnxruntime: bool = False, profile: str | None = None, keep_heap: bool = False) -> dict:
+        seed: int = 0, onnxruntime: bool = False, profile: str | None = None, keep_heap: bool = False,
+        forms: tuple[str, ...] = FORMS[:2]) -> dict:
     load_start = round(os.getloadavg()[0], 2)
     heap = "glibc trim threshold 1 GiB, mmap threshold 32 MiB" if keep_heap and _keep_heap() else "default"
     torch.manual_seed(seed)
@@ -196,6 +256,7 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
                     "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
         "setup": {"frames": frames, "size": size, "num_classes": num_classes, "dtype": "float32",
                   "rubiksnet_variant": variant, "rounds": schedule, "interleaved": True, "malloc": heap,
+                  "forms": list(forms),
                   "timer": "time.perf_counter per call; min and median over rounds after warm-up",
                   "gmacs_per_s": "MACs per clip (models/profile.py, original model) x batch / min time; "
                                  "training step counts 3x the forward MACs"},
@@ -203,11 +264,13 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
     }
     with tempfile.TemporaryDirectory() as folder:
         ort = _onnx_sessions(models, frames, size, threads, folder) if onnxruntime else None
+        int8 = _onnx_sessions(models, frames, size, threads, folder, int8=True) if "int8" in forms else None
         for batch in batches:
             warmup, rounds = schedule["batch1" if batch == 1 else "batch8"]
             _log(f"[bench] inference batch {batch}: {warmup} warm-up + {rounds} rounds")
-            result[f"batch{batch}"] = _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort)
-        del ort
+            result[f"batch{batch}"] = _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, ort,
+                                                       forms, int8)
+        del ort, int8
     if profile:  # the per-op profile of one model's inference form at batch 1
         _log(f"[bench] per-op profile of {profile}/inference")
         result["profile"] = {"model": f"{profile}/inference", "batch": 1,
@@ -226,7 +289,7 @@ def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: i
 
 def _goals(result: dict) -> dict:
     got = {}
-    b1 = result.get("batch1", {}).get("ratios", {}).get("inference", {})
+    b1 = result.get("batch1", {}).get("best", {}).get("ratios", {})  # best fp32 form against best
     for key, target in GOALS.items():
         pair, where = key.split("@")
         ratio = (result.get("train", {}).get("ratios", {}) if where == "train" else b1).get(pair, {}).get("time")
@@ -243,7 +306,11 @@ def _table(result: dict) -> str:
         for key, row in result[phase]["latency"].items():
             lines.append(f"  {key:<28}{result['gmacs'][key.split('/')[0]]:>7.2f}{row['min_ms']:>9.1f}"
                          f"{row['median_ms']:>11.1f}{row['gmacs_per_s']:>8.1f}")
-        ratios = result[phase]["ratios"]
+        ratios = dict(result[phase]["ratios"])
+        for tag in ("best", "best_int8"):
+            if tag in result[phase]:
+                ratios[tag] = result[phase][tag]["ratios"]
+                lines.append(f"  {tag} forms: " + ", ".join(f"{m} {f}" for m, f in result[phase][tag]["forms"].items()))
         for form, pairs in (ratios.items() if phase != "train" else [("train", ratios)]):
             for pair, r in pairs.items():
                 lines.append(f"  {form:<10} {pair:<32} time {r['time']:>5.2f}x   MACs {r['macs']:>5.2f}x")
@@ -275,6 +342,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-heap", action="store_true",
                         help="keep freed memory in the process heap (glibc mallopt) so activations are not "
                              "page-faulted in again on every call; recorded in the JSON's setup")
+    parser.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS[:2]),
+                        help="forms to time (default: original inference; see above)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -286,7 +355,7 @@ def main(argv=None) -> int:
         return 2
     result = run(quick=args.quick, threads=args.threads, variant=args.variant, batches=tuple(args.batches),
                  train_batch=args.train_batch, names=tuple(args.models), onnxruntime=args.onnxruntime,
-                 profile=args.profile, keep_heap=args.keep_heap)
+                 profile=args.profile, keep_heap=args.keep_heap, forms=tuple(args.forms))
     if args.json:
         emit_json(result, args.out)
     else:
