@@ -52,6 +52,7 @@ class SweepOutcome:
     frontier_png: str | None
     trials_table: list[dict]  # every trial: outcome, last val top-1, final top-1
     registered: dict | None = None  # the frontier as a registered MLflow model (name, versions, aliases)
+    report: str | None = None  # the sweep report (HTML) on the parent run
 
 
 def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_path: str | None = None,
@@ -114,7 +115,23 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
         png = log_frontier(client, parent, points)
         registered = register_frontier(client, experiment, parent, points)
         table = trial_summaries(client, experiment, parent)
-    groups = group_points(points)
-    verdicts = [c.as_dict() for c in conclusions(groups)]
+        groups = group_points(points)
+        verdicts = [c.as_dict() for c in conclusions(groups)]
+        report = _report(client, parent, space.name, points, groups, verdicts)
     return SweepOutcome(parent, experiment, json_ready(points), json_ready(groups), json_ready(verdicts), len(grid),
-                        errors, png, table, registered)
+                        errors, png, table, registered, report)
+
+
+def _report(client, parent: str, name: str, points: list[dict], groups: list[dict], verdicts: list[dict]) -> str | None:
+    """The sweep report's URI, or None (no finished point; or it could not be written: the sweep's results
+    stand without it, and the parent run's tag `report_error` says why)."""
+    if not points:
+        return None
+    from .report import log_sweep_report
+
+    try:
+        path = log_sweep_report(client, parent, f"Sweep {name!r}", points, groups, verdicts)
+    except Exception as exc:  # noqa: BLE001
+        client.set_tag(parent, "report_error", f"{type(exc).__name__}: {exc}"[:500])
+        return None
+    return f"{client.get_run(parent).info.artifact_uri}/{path}"
