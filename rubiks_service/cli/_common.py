@@ -134,9 +134,22 @@ def run_command(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(f"rubiks {name}: interrupted", file=sys.stderr)
             return 130
-        except Exception:  # noqa: BLE001 - a bug: the traceback helps, its secrets do not
+        except Exception as exc:  # noqa: BLE001 - a bug: the traceback helps, its secrets do not
+            if type(exc).__module__.startswith("mlflow.") and type(exc).__name__ == "MlflowException":
+                return user_error(name, _mlflow_problem(exc))
             print(redact(traceback.format_exc()), file=sys.stderr, end="")
             return 1
+
+
+def _mlflow_problem(exc: Exception) -> str:
+    """What the MLflow server (or store) refused, in one line; a refused login says how to sign in."""
+    text = " ".join(str(exc).split())
+    if "error code 401" in text or getattr(exc, "error_code", "") == "UNAUTHENTICATED":
+        return ("the MLflow server refused the request: not signed in (401); export MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD")
+    if "error code 403" in text or getattr(exc, "error_code", "") == "PERMISSION_DENIED":
+        return "the MLflow server refused the request: this user lacks the permission (403)"
+    return f"MLflow: {one_line(text, limit=400)}"
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

@@ -64,6 +64,11 @@ def test_mlflow_refuses_a_request_without_the_login(stack):
     right = requests.get(api, auth=(user, password), timeout=30)
     assert right.status_code == 200, right.text[:300]
     assert "experiments" in right.json()
+    # the CLI without the login: one line saying how to sign in, exit 2
+    env = {k: v for k, v in stack.env.items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    done = subprocess.run(["rubiks", "pareto", "--tracking-uri", stack.tracking_uri], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "MLFLOW_TRACKING_USERNAME" in done.stderr, done.stderr
 
 
 def test_eight_concurrent_submits_give_eight_jobs(stack, user_dir):
