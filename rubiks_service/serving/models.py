@@ -5,6 +5,7 @@
     s3://bucket/…/checkpoint.pt   the same, in object storage (rubiks_service.storage)
     runs:/<run_id>/model          the MLflow model a training run logged
     models:/<name>/<version>      a registered version, or models:/<name>@<alias>
+    path/to/model.onnx            a file `rubiks export --format onnx` wrote (predict only: serving.onnx_model)
 
 An MLflow model is downloaded and only its weights file is read, with weights_only=True:
 loading never runs the model's Python code (what `mlflow.pyfunc.load_model` would do).
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from rubiks_service import storage
 from rubiks_service.models.checkpoint import CheckpointError, model_from_release, read_checkpoint_file
 from rubiks_service.redact import one_line
-from rubiks_service.tracking.model_files import ModelLoadError, download_mlflow_model, is_mlflow_uri
+from rubiks_service.tracking.model_files import ModelLoadError, check_store_exists, fetch_mlflow_model, is_mlflow_uri
 from rubiks_service.train.config import DataConfig, TrainConfig
 from rubiks_service.train.trainer import is_training_checkpoint, model_from_training
 
@@ -36,6 +37,8 @@ class LoadedModel:
     crop_size: int
     config: TrainConfig | None  # None for a release-format checkpoint
     source: str  # what the user gave
+    # where it was found: {file} for a file; {uri, store, name, version, alias, run_id, model_id} for MLflow
+    origin: dict = field(default_factory=dict)
 
     def train_config(self, manifest: str) -> TrainConfig:
         """The training config, or for a release checkpoint one that evaluates `manifest` at its input size."""
@@ -85,20 +88,32 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None, storage_path: s
                   crop_size: int | None = None) -> LoadedModel:
     """MODEL (a checkpoint path or `s3://` URI, `runs:/…` or `models:/…`) -> LoadedModel; `ModelLoadError`
     otherwise."""
+    from .onnx_model import is_onnx_file, load_onnx_model
+
+    load = load_onnx_model if is_onnx_file(spec) else load_model_file
     if storage.is_uri(spec):
         try:
             with storage.local_copy(spec) as local:  # fetched to a temporary file, removed after loading
-                return load_model_file(local, source=spec, crop_size=crop_size)
+                loaded = load(local, source=spec, crop_size=crop_size)
         except storage.StorageError as exc:
             raise ModelLoadError(str(exc)) from None
+        loaded.origin = {**loaded.origin, "file": spec}
+        return loaded
     if not is_mlflow_uri(spec):
         if not os.path.exists(spec):
             raise ModelLoadError(f"model not found: {spec} (a checkpoint file, runs:/<run_id>/model or "
                                  f"models:/<name>/<version|@alias>)")
-        return load_model_file(spec, crop_size=crop_size)
+        loaded = load(spec, crop_size=crop_size)
+        loaded.origin = {**loaded.origin, "file": os.path.abspath(spec)}
+        return loaded
     from rubiks_service.tracking.mlflow_store import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, storage_path)
+    check_store_exists(spec, uri, configured=bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")))
     check_reachable(uri)  # an unreachable server: one line within seconds, not minutes of retries
     with tempfile.TemporaryDirectory(prefix="rubiks-model-") as tmp:
-        return load_model_file(download_mlflow_model(spec, uri, tmp), source=spec, crop_size=crop_size)
+        weights, origin = fetch_mlflow_model(spec, uri, tmp)
+        loaded = load_model_file(weights, source=spec, crop_size=crop_size)
+    origin.pop("artifact_uri", None)  # where MLflow keeps the files: not what the user asked about
+    loaded.origin = origin
+    return loaded

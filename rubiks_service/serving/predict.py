@@ -32,7 +32,8 @@ def predict_videos(loaded: LoadedModel, videos: Sequence[str], *, protocol: str 
     """One result per video, in order: {video, top: [{class, index, probability}], probabilities} or
     {video, error}."""
     spec = ClipSpec(segments=loaded.segments, crop_size=loaded.crop_size, mode=protocol)
-    model = inference_model(loaded.model)
+    # an ONNX file is the inference form already
+    model = loaded.model if getattr(loaded.model, "inference_form", False) else inference_model(loaded.model)
     k = max(1, min(topk, len(loaded.classes)))
     results: list[dict] = []
     for chunk in _chunks(list(videos), batch_size):

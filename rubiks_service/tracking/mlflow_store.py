@@ -148,11 +148,13 @@ def log_params(client, run_id: str, params: Mapping[str, Any]) -> None:
         client.log_batch(run_id, params=items[i : i + 100])
 
 
-def log_metrics(client, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
+def log_metrics(client, run_id: str, metrics: Mapping[str, Any], step: int | None = None,
+                model_id: str | None = None) -> None:
+    """The numbers among `metrics`; with `model_id`, logged against that LoggedModel too."""
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        client.log_metric(run_id, key, float(value), step=step or 0)
+        client.log_metric(run_id, key, float(value), step=step or 0, model_id=model_id)
 
 
 def experiment_url(ui_base: str, exp_id: str) -> str:

@@ -43,18 +43,74 @@ def model_version(uri: str, tracking_uri: str) -> tuple[str, str] | None:
     return name, version
 
 
+def check_store_exists(uri: str, tracking_uri: str, *, configured: bool) -> None:
+    """A SQLite store must exist already: opening one creates an empty database (and then reports the
+    model as not found). `configured`: the store was named (--tracking-uri, MLFLOW_TRACKING_URI), else it
+    is the default under the storage path."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = tracking_uri.removeprefix("sqlite:///")
+    if os.path.isfile(path):
+        return
+    if configured:
+        raise ModelLoadError(f"{uri}: the tracking store {redact_url(tracking_uri)} does not exist (check "
+                             "--tracking-uri / MLFLOW_TRACKING_URI)")
+    raise ModelLoadError(f"{uri}: no MLflow tracking store configured and none at {path} (the default); name the "
+                         "store that holds the model: --tracking-uri URI or MLFLOW_TRACKING_URI=URI")
+
+
+def resolve_mlflow_model(uri: str, tracking_uri: str) -> dict:
+    """What an MLflow model URI names in `tracking_uri`'s store: {uri, store, name, version, alias, run_id,
+    model_id, artifact_uri} (name/version/alias for models:/ only); `ModelLoadError` when it does not resolve."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from .tag_names import MODEL_ID_TAG
+
+    info = {"uri": uri, "store": redact_url(tracking_uri)}
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        found = model_version(uri, tracking_uri)
+        if found is None:
+            run_id = uri.removeprefix("runs:/").split("/", 1)[0]
+            run = client.get_run(run_id)
+            info.update(run_id=run_id, model_id=run.data.tags.get(MODEL_ID_TAG), artifact_uri=uri)
+        else:
+            name, version = found
+            mv = client.get_model_version(name, version)
+            info.update(name=name, version=int(version), alias=uri.partition("@")[2] or None, run_id=mv.run_id,
+                        model_id=getattr(mv, "model_id", None),
+                        artifact_uri=client.get_model_version_download_uri(name, version))
+        if info["model_id"]:
+            # the LoggedModel's own folder: MLflow's runs:/ lookup of a run's LoggedModel asks the default
+            # store, not the one given here
+            info["artifact_uri"] = client.get_logged_model(info["model_id"]).artifact_location
+    except MlflowException as exc:
+        raise ModelLoadError(f"MLflow model {uri!r} does not resolve in {redact_url(tracking_uri)}: "
+                             f"{one_line(exc)}") from None
+    return info
+
+
 def download_mlflow_model(uri: str, tracking_uri: str, dst: str) -> str:
     """The MLflow model at `uri` into `dst`; returns the path of its weights file."""
+    return fetch_mlflow_model(uri, tracking_uri, dst)[0]
+
+
+def fetch_mlflow_model(uri: str, tracking_uri: str, dst: str) -> tuple[str, dict]:
+    """The MLflow model at `uri` into `dst`: (the path of its weights file, `resolve_mlflow_model`'s answer)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one line per problem
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=_run_artifact_uri(uri, tracking_uri), dst_path=dst,
+        info = resolve_mlflow_model(uri, tracking_uri)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=info["artifact_uri"], dst_path=dst,
                                                     tracking_uri=tracking_uri)
+    except ModelLoadError:
+        raise
     except (MlflowException, OSError) as exc:
         raise ModelLoadError(f"cannot fetch MLflow model {uri!r} from {redact_url(tracking_uri)}: {one_line(exc)}") from None
-    return weights_path(local, uri)
+    return weights_path(local, uri), info
 
 
 def weights_path(local: str, uri: str) -> str:
@@ -87,13 +143,3 @@ def _get(tree, *keys):
             return None
         tree = tree.get(key)
     return tree
-
-
-def _run_artifact_uri(uri: str, tracking_uri: str) -> str:
-    """A `models:/` URI looked up in `tracking_uri`'s registry -> where that version's files are."""
-    found = model_version(uri, tracking_uri)
-    if found is None:
-        return uri
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version_download_uri(*found)

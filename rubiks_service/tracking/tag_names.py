@@ -20,6 +20,7 @@ FAMILY_TAG = "rubiks.kind"
 
 # models
 MODEL_URI_TAG = "rubiks.model_uri"  # a training run's own model, or on a sweep's parent the best frontier version
+MODEL_ID_TAG = "rubiks.model_id"  # a training run's LoggedModel
 REGISTERED_MODEL_TAG = "rubiks.registered_model"  # on a sweep's parent run
 SWEEP_RUN_TAG = "rubiks.sweep_run"  # on a registered model version: the sweep that registered it
 

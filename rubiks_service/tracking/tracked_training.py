@@ -6,7 +6,9 @@
          integer shifts), so the accuracy and cost logged are those of the model a user takes away
       -> the end-of-run protocols the workers did not evaluate decoded afresh on the driver
       -> cost of the inference form (params, MACs, latency)
-      -> end-of-run metrics, the checkpoint, the MLflow model and learned-shift plots logged
+      -> the MLflow model (a LoggedModel) logged, then the end-of-run metrics (at the last epoch's step,
+         against the model too), per-class accuracy and confusion matrices, the checkpoint and
+         learned-shift plots
 
 Returns the run's summary (what `rubiks train` prints).
 """
@@ -23,8 +25,9 @@ from rubiks_service.models.profile import measure_latency, profile_model
 from rubiks_service.ops.attention_shift import convert_attention_shifts, realised_budget
 from rubiks_service.train import metric_names as names
 from rubiks_service.train.config import TrainConfig
-from rubiks_service.train.trainer import TrainOutcome, evaluate, fit, load_trained_model
+from rubiks_service.train.trainer import TrainOutcome, evaluate_counts, fit, load_trained_model
 
+from .class_results import log_class_results
 from .init_source import log_init_source, resolve_init_from
 from .mlflow_model import log_trained_model
 from .mlflow_store import default_artifact_root, log_metrics, log_params, make_client, tracked_run
@@ -53,26 +56,35 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         model, _, _ = load_trained_model(outcome.checkpoint_path)
         summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get(names.EPOCH, 0))}
-        last_val = names.of_scope(outcome.metrics, names.VAL)  # logged per epoch while training ran
-        summary.update(last_val)
+        summary.update(names.of_scope(outcome.metrics, names.VAL))  # the last epoch's check
         summary.update(to_served_form(model))
-        summary.update(final_accuracy(model, cfg, outcome))
+        accuracy, confusion = final_accuracy(model, cfg, outcome)
+        summary.update(accuracy)
         summary.update(inference_cost(model, cfg, latency=latency))
-        log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and k not in last_val})
+        step = summary["epochs"]  # the final metrics are one point where the epoch charts end, not at step 0
+        # the MLflow model (runs:/<id>/model, a LoggedModel): converted weights, loadable by mlflow.pyfunc and
+        # `rubiks predict`; logged first, so the final metrics are logged against it too (the Models tab)
+        summary["model_uri"], model_id = log_trained_model(client, run_id, model, cfg, outcome.classes, step=step)
+        log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs"}, step=step, model_id=model_id)
+        log_class_results(client, run_id, confusion, outcome.classes)
         log_artifacts(client, run_id, outcome.checkpoint_path, model)
-        # the MLflow model (runs:/<id>/model): converted weights, loadable by mlflow.pyfunc and `rubiks predict`
-        summary["model_uri"] = log_trained_model(client, run_id, model, cfg, outcome.classes)
         return summary
 
 
-def final_accuracy(model: nn.Module, cfg: TrainConfig, outcome: TrainOutcome) -> dict:
-    """`<protocol>_*` of every evaluation protocol of the run: as the workers reported them after the
-    last epoch, else decoded afresh here."""
-    results = {}
+def final_accuracy(model: nn.Module, cfg: TrainConfig, outcome: TrainOutcome) -> tuple[dict, dict]:
+    """`<protocol>_*` of every evaluation protocol of the run and its confusion matrix: as the workers
+    reported them after the last epoch, else decoded afresh here."""
+    results, confusion = {}, {}
     for protocol in cfg.eval_protocols:
-        results.update(names.of_scope(outcome.metrics, protocol)
-                       or evaluate(model, cfg, outcome.classes, protocol))
-    return results
+        reported = names.of_scope(outcome.metrics, protocol)
+        if reported and str(protocol) in outcome.confusion:
+            results.update(reported)
+            confusion[str(protocol)] = outcome.confusion[str(protocol)]
+            continue
+        counts = evaluate_counts(model, cfg, outcome.classes, protocol)
+        results.update(counts.result(protocol))
+        confusion[str(protocol)] = counts.confusion()
+    return results, confusion
 
 
 def to_served_form(model: nn.Module) -> dict:

@@ -63,6 +63,7 @@ class WorkerRun:
     shards: dict  # "train", "val": this worker's dataset shards
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)  # every epoch's metrics, across restarts
+    confusion: dict = field(default_factory=dict)  # protocol -> confusion matrix, after the last epoch
 
     @property
     def num_classes(self) -> int:
@@ -191,6 +192,7 @@ def end_of_run_protocols(run: WorkerRun, epoch: int, val: AccuracyCounter) -> di
     for protocol in run.source.worker_protocols():
         counts = val if protocol == names.VAL_PROTOCOL else validate(run, epoch, protocol)
         metrics.update(counts.result(protocol))
+        run.confusion[str(protocol)] = counts.confusion()  # to the checkpoint, not the report: a matrix
     return metrics
 
 
@@ -202,7 +204,8 @@ def aq_metrics(run: WorkerRun) -> dict:
 
 
 def checkpoint_and_report(run: WorkerRun, epoch: int, metrics: dict) -> None:
-    """Rank 0 writes the checkpoint (weights, optimizer, config, classes, history); every worker reports."""
+    """Rank 0 writes the checkpoint (weights, optimizer, config, classes, history, the end-of-run confusion
+    matrices); every worker reports."""
     import ray.train
 
     run.history.append(metrics)
@@ -211,7 +214,8 @@ def checkpoint_and_report(run: WorkerRun, epoch: int, metrics: dict) -> None:
         if run.rank == 0:
             cfg = run.cfg
             payload = model_payload(run.bare, cfg, optimizer=run.optimizer.state_dict(), epoch=epoch,
-                                    config=cfg.model_dump(), classes=run.classes, history=run.history)
+                                    config=cfg.model_dump(), classes=run.classes, history=run.history,
+                                    confusion=run.confusion)
             torch.save(payload, os.path.join(tmp, CHECKPOINT_FILE))
             ckpt = ray.train.Checkpoint.from_directory(tmp)
             print(f"[train] epoch {epoch + 1}/{cfg.optim.epochs} loss {metrics[names.TRAIN_LOSS]:.3f} "

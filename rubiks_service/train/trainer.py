@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,6 +18,7 @@ from rubiks_service.models.checkpoint import read_checkpoint_file
 from .clip_source import DecodedClips, ShardedFrames, clip_source
 from .config import TrainConfig
 from .evaluation import accuracy
+from .metrics import AccuracyCounter
 from .loop import CHECKPOINT_FILE, train_loop_per_worker
 from .model_factory import build_from_config
 
@@ -28,6 +29,7 @@ class TrainOutcome:
     checkpoint_path: str | None
     classes: list[str]
     history: list[dict]  # every epoch's metrics, across restarts (carried in the checkpoint)
+    confusion: dict = field(default_factory=dict)  # protocol -> confusion matrix the workers evaluated
 
 
 def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None = None,
@@ -68,8 +70,8 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
     )
     result = trainer.fit()
     ckpt = _checkpoint_file(result.checkpoint)
-    history = read_training_checkpoint(ckpt).get("history", []) if ckpt else []
-    return TrainOutcome(result.metrics or {}, ckpt, classes, history)
+    state = read_training_checkpoint(ckpt) if ckpt else {}
+    return TrainOutcome(result.metrics or {}, ckpt, classes, state.get("history", []), state.get("confusion", {}))
 
 
 def run_folder(cfg: TrainConfig, run_name: str | None = None) -> str:
@@ -166,10 +168,15 @@ def evaluate(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], proto
              manifest: str | None = None) -> dict[str, float]:
     """Accuracy of a trained model under the 1-clip or 2-clip protocol (views averaged), the manifest
     (default: the run's val manifest) decoded afresh whatever the run's clip source was."""
+    return evaluate_counts(model, cfg, classes, protocol, manifest).result(protocol)
+
+
+def evaluate_counts(model: torch.nn.Module, cfg: TrainConfig, classes: list[str], protocol: ClipMode | str,
+                    manifest: str | None = None) -> AccuracyCounter:
+    """`evaluate`'s counts: its accuracy (`.result`) and confusion matrix (`.confusion`)."""
     d = cfg.data
     ds, _ = DecodedClips(cfg).dataset(manifest or d.val_manifest, protocol, classes=classes)
-    acc = accuracy(model, ds.iter_torch_batches(batch_size=d.batch_size), len(classes), d.min_valid_fraction)
-    return acc.result(protocol)
+    return accuracy(model, ds.iter_torch_batches(batch_size=d.batch_size), len(classes), d.min_valid_fraction)
 
 
 def class_list(cfg: TrainConfig) -> list[str]:

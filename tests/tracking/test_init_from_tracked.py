@@ -43,7 +43,9 @@ def test_pretrain_2d_register_and_finetune_from_an_alias(tmp_path, colour_data, 
         client = make_client(uri)
         client.create_registered_model("colours-2d")
         run = client.get_run(first["run_id"])
-        mv = client.create_model_version("colours-2d", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        model_id = run.data.tags["rubiks.model_id"]  # the run's LoggedModel
+        mv = client.create_model_version("colours-2d", source=client.get_logged_model(model_id).artifact_location,
+                                         run_id=run.info.run_id, model_id=model_id)
         client.set_registered_model_alias("colours-2d", "pretrained", mv.version)
 
         ft_yaml = write_yaml(tmp_path / "ft.yaml", ft)

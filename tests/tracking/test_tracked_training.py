@@ -139,8 +139,15 @@ def test_mlflow_model_loads_in_a_fresh_process(trained, tmp_path):
         "import json, sys, mlflow, numpy as np\n"
         f"mlflow.set_tracking_uri({trained['uri']!r})\n"
         f"m = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
-        f"out = m.predict(np.load({str(tmp_path / 'clips.npy')!r}))\n"
-        "print(json.dumps({'columns': list(out.columns), 'values': out.values.tolist()}))\n"
+        f"clips = np.load({str(tmp_path / 'clips.npy')!r})\n"
+        "out = m.predict(clips)\n"
+        "views = m.predict(np.stack([clips, clips[::-1]], axis=1))\n"  # (N, V=2, T, 3, S, S): views averaged
+        "try:\n"
+        "    m.predict(np.zeros((2, 5, 3, 24, 24), np.float32)); bad = ''\n"
+        "except Exception as exc:\n"
+        "    bad = str(exc)\n"
+        "print(json.dumps({'columns': list(out.columns), 'values': out.values.tolist(),\n"
+        "                  'views': views.values.tolist(), 'bad': bad}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           cwd=trained["tmp"])
@@ -151,6 +158,11 @@ def test_mlflow_model_loads_in_a_fresh_process(trained, tmp_path):
         expected = model(clips).softmax(1)
     assert np.allclose(out["values"], expected.numpy(), rtol=1e-4, atol=1e-6)
     assert np.allclose(np.sum(out["values"], axis=1), 1.0)
+    with torch.no_grad():  # the multi-view input the model documents: logits averaged over the views
+        averaged = ((model(clips) + model(clips.flip(0))) / 2).softmax(1)
+    assert np.allclose(out["views"], averaged.numpy(), rtol=1e-4, atol=1e-6)
+    # a wrong shape is named, with the expected one, in one short message (not the input's values)
+    assert "(2, 5, 3, 24, 24)" in out["bad"] and "(N, 4, 3, 24, 24)" in out["bad"] and len(out["bad"]) < 400, out["bad"]
 
 
 def test_predict_and_eval_take_a_runs_uri(trained, colour_data, capsys):
@@ -180,3 +192,100 @@ def test_predict_and_eval_take_a_runs_uri(trained, colour_data, capsys):
     bad = subprocess.run([sys.executable, "-m", "rubiks_service.cli", "predict", "runs:/0123456789abcdef/model", path,
                           "--tracking-uri", trained["uri"]], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_run_logs_a_logged_model_per_class_results_and_final_metrics_once(trained):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=trained["uri"])
+    summary = trained["summary"]
+    run = client.get_run(summary["run_id"])
+    epochs = summary["epochs"]
+    # final metrics: one point, at the last epoch's step (no flat line from step 0)
+    history = client.get_metric_history(run.info.run_id, "1clip_top1")
+    assert epochs > 1 and {m.step for m in history} == {epochs}, [(m.step, m.value) for m in history]
+    assert history[-1].value == pytest.approx(summary["1clip_top1"])
+    # the MLflow model is an MLflow 3 LoggedModel: the experiment's Models tab, linked from the run
+    models = client.search_logged_models([run.info.experiment_id])
+    assert [m.source_run_id for m in models] == [run.info.run_id] and models[0].name == "model"
+    assert str(models[0].status) in ("READY", "LoggedModelStatus.READY")
+    assert run.data.tags["rubiks.model_id"] == models[0].model_id
+    assert [(o.model_id, o.step) for o in run.outputs.model_outputs] == [(models[0].model_id, epochs)]
+    assert {m.key: m.value for m in models[0].metrics}["1clip_top1"] == pytest.approx(summary["1clip_top1"])
+    # per-class accuracy and the confusion matrix of the end-of-run evaluation
+    files = {f.path for f in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert files == {f"evaluation/{n}" for n in ("per_class_1clip.json", "confusion_1clip.json", "confusion_1clip.png")}
+    local = client.download_artifacts(run.info.run_id, "evaluation", str(trained["tmp"] / "evaluation-download"))
+    with open(os.path.join(local, "per_class_1clip.json")) as f:
+        table = json.load(f)
+    rows = [dict(zip(table["columns"], r)) for r in table["data"]]
+    assert sorted(r["class"] for r in rows) == sorted(load_trained_model(trained["checkpoint"])[2])
+    assert sum(r["clips"] for r in rows) == summary["1clip_clips"]
+    assert sum(r["correct"] for r in rows) / summary["1clip_clips"] == pytest.approx(summary["1clip_top1"])
+    with open(os.path.join(local, "confusion_1clip.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_says_which_model_and_runs_the_exported_onnx(trained, colour_data, tmp_path, capsys):
+    import onnx
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=trained["uri"])
+    run = client.get_run(trained["summary"]["run_id"])
+    model_id = run.data.tags["rubiks.model_id"]
+    try:
+        client.create_registered_model("colours-onnx")
+    except Exception:  # noqa: BLE001 - registered by an earlier test of this module
+        pass
+    mv = client.create_model_version("colours-onnx", source=client.get_logged_model(model_id).artifact_location,
+                                     run_id=run.info.run_id, model_id=model_id)
+    client.set_registered_model_alias("colours-onnx", "pick", mv.version)
+    path = _val_videos(colour_data)[0][0]
+    store = ["--tracking-uri", trained["uri"]]
+
+    code, out = _predict_json(capsys, "models:/colours-onnx@pick", path, *store)
+    resolved = out["resolved"]
+    assert code == 0 and resolved["name"] == "colours-onnx" and resolved["version"] == int(mv.version)
+    assert resolved["alias"] == "pick" and resolved["run_id"] == run.info.run_id and resolved["model_id"] == model_id
+    assert resolved["store"] == trained["uri"]
+    capsys.readouterr()
+    assert cli_main(["predict", "models:/colours-onnx@pick", path, *store]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (f"model: models:/colours-onnx@pick -> colours-onnx version {mv.version} (alias pick), "
+                     f"run {run.info.run_id}, from {trained['uri']}")
+
+    # the exported ONNX file says what it is, and `rubiks predict` runs it with onnxruntime
+    out_file = str(tmp_path / "colours.onnx")
+    assert cli_main(["export", "models:/colours-onnx@pick", "--format", "onnx", "--out", out_file, *store,
+                     "--json"]) == 0
+    capsys.readouterr()
+    meta = {p.key: p.value for p in onnx.load(out_file).metadata_props}
+    _, _, classes = load_trained_model(trained["checkpoint"])
+    assert json.loads(meta["classes"]) == classes and meta["frames"] == "4" and meta["size"] == "24"
+    assert json.loads(meta["mean"]) == [0.485, 0.456, 0.406] and json.loads(meta["std"]) == [0.229, 0.224, 0.225]
+    assert meta["model_name"] == "colours-onnx" and meta["model_version"] == str(mv.version)
+    assert meta["run_id"] == run.info.run_id and "(batch, 4, 3, 24, 24)" in meta["input_layout"]
+    code, via_onnx = _predict_json(capsys, out_file, path, "--protocol", "2clip")
+    _, via_torch = _predict_json(capsys, trained["checkpoint"], path, "--protocol", "2clip")
+    assert code == 0 and via_onnx["resolved"]["format"] == "onnx"
+    assert via_onnx["resolved"]["version"] == str(mv.version)
+    assert [(t["class"], pytest.approx(t["probability"], abs=1e-4)) for t in via_torch["videos"][0]["top"]] == [
+        (t["class"], t["probability"]) for t in via_onnx["videos"][0]["top"]]
+    assert cli_main(["eval", out_file, "--data", colour_data["val"]]) == 2  # an ONNX file predicts only
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_models_uri_with_no_store_is_one_line_and_creates_no_database(colour_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path = _val_videos(colour_data)[0][0]
+    capsys.readouterr()
+    assert cli_main(["predict", "models:/motion-demo@best-accuracy", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MLFLOW_TRACKING_URI" in err[0] and "--tracking-uri" in err[0], err
+    assert str(tmp_path / "runs" / "mlflow.db") in err[0]
+    missing = f"sqlite:///{tmp_path}/elsewhere.db"
+    assert cli_main(["predict", "runs:/0123/model", path, "--tracking-uri", missing]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0], err
+    assert os.listdir(tmp_path) == []  # nothing created: no runs/, no database

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rubiks_service.train.config import load_config
-from rubiks_service.train.trainer import evaluate, fit, load_trained_model
+from rubiks_service.train.trainer import evaluate, evaluate_counts, fit, load_trained_model
 
 from tests.helpers.training import training_config, write_yaml
 
@@ -46,8 +46,11 @@ def test_frame_cache_run_learns_and_evaluates_both_protocols_in_the_workers(tmp_
     assert "2clip_top1" not in outcome.history[0]  # the protocols run once, after the last epoch
     assert last["1clip_top1"] == last["val_top1"] and last["2clip_clips"] == 12
     model, saved_cfg, classes = load_trained_model(outcome.checkpoint_path)
-    driver_side = evaluate(model, saved_cfg, classes, "2clip")  # decoded afresh, not from the cache
-    assert driver_side["2clip_top1"] == last["2clip_top1"]
+    driver_side = evaluate_counts(model, saved_cfg, classes, "2clip")  # decoded afresh, not from the cache
+    assert driver_side.result("2clip")["2clip_top1"] == last["2clip_top1"]
+    # the workers' confusion matrices (summed over both) reach the driver in the checkpoint
+    assert set(outcome.confusion) == {"1clip", "2clip"} and outcome.confusion["2clip"] == driver_side.confusion()
+    assert sum(map(sum, outcome.confusion["1clip"])) == 12
 
 
 def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, colour_data):
