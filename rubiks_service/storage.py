@@ -85,7 +85,8 @@ def _filesystem(endpoint_url: str | None, region_name: str, credentials: int):
     kwargs = {}
     if endpoint_url:
         scheme, _, host = endpoint_url.partition("://")
-        kwargs = {"endpoint_override": host.rstrip("/") if host else endpoint_url, "scheme": scheme if host else "https"}
+        kwargs = {"endpoint_override": host.rstrip("/") if host else endpoint_url,
+                  "scheme": scheme if host else "https"}
     return fs.S3FileSystem(region=region_name, connect_timeout=CONNECT_TIMEOUT_S, request_timeout=60,
                            retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=RETRY_ATTEMPTS),
                            allow_bucket_creation=False, allow_bucket_deletion=False, **kwargs)

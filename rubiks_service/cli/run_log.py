@@ -24,7 +24,14 @@ class Terminal:
 
 
 def default_log_path(storage_path: str, command: str) -> str:
-    folder = os.path.join(os.path.abspath(storage_path), "logs")
+    """<storage_path>/logs/<command>-<time>.log; with the storage path in a bucket, under the temporary
+    folder: the log is this machine's, and the bucket holds only what every node shares."""
+    import tempfile
+
+    from rubiks_service import storage
+
+    folder = (os.path.join(tempfile.gettempdir(), "rubiks-logs") if storage.is_uri(storage_path)
+              else os.path.join(os.path.abspath(storage_path), "logs"))
     os.makedirs(folder, exist_ok=True)
     return os.path.join(folder, f"{command}-{time.strftime('%Y%m%d-%H%M%S')}.log")
 

@@ -108,8 +108,12 @@ def prepare_frames(manifest_path: str, out: str, *, short_side: int, data_root: 
     ds = ds.map_batches(ShardEncoder, fn_constructor_kwargs={"short_side": short_side}, batch_size=4,
                         batch_format="numpy", num_cpus=decode_cpus,
                         compute=ray.data.ActorPoolStrategy(size=concurrency or 1))
+    # the files' names follow the blocks' order (readers list them sorted), so rows land in manifest order
+    # on every machine: a seeded run's shuffle then sees the same input wherever the shards were prepared
+    ds.context.execution_options.preserve_order = True
     target, fs = storage.ray_storage(out)
-    ds.write_parquet(target, filesystem=fs, min_rows_per_file=videos_per_shard, **PARQUET_OPTIONS)
+    ds.write_parquet(target, filesystem=fs, min_rows_per_file=videos_per_shard, max_rows_per_file=videos_per_shard,
+                     **PARQUET_OPTIONS)
     counts = ray.data.read_parquet(target, filesystem=fs, columns=["path", "valid", "num_frames"],
                                    file_extensions=["parquet"]).to_pandas()
     meta = {

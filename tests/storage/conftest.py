@@ -1,12 +1,11 @@
-"""Fixtures of the object-storage tests: the moto S3 server (tests/helpers/s3.py) and a small real-mp4
-dataset in its bucket."""
+"""Fixtures of the object-storage tests: the session's moto S3 server (`s3_server`, tests/helpers/s3.py,
+from tests/conftest.py) and a small real-mp4 dataset in its bucket."""
 import csv
 import os
 
 import numpy as np
 import pytest
 
-from tests.helpers.s3 import s3_server  # noqa: F401  (shared fixture)
 from tests.helpers.training import COLOURS, _write_split
 
 
