@@ -46,16 +46,18 @@ def _train(args: argparse.Namespace) -> int:
     from rubiks_service.train.config import load_config
     from rubiks_service.train.init_from import InitFromError
     from rubiks_service.tracking.tracked_training import run_tracked_training
-    from rubiks_service.train.trainer import check_manifests, check_resume
+    from rubiks_service.train.trainer import check_manifests, check_resume, check_storage
+    from rubiks_service.storage import StorageError
 
     try:
         cfg = load_config(args.config, args.set)
-        uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)
+        uri = resolve_tracking_uri(args.tracking_uri, cfg.storage_path)  # storage in a bucket names its store
+        check_storage(cfg)  # a refused bucket or a missing manifest: one line now, not after Ray started
         # a missing, unresolvable or incompatible model.init_from: one line, before Ray starts
         resolve_init_from(cfg, uri, echo=False)
         check_manifests(cfg)  # a manifest that does not parse or has no usable row: likewise
         check_resume(cfg)  # a crafted checkpoint to resume from: likewise (and never retried)
-    except (ConfigError, InitFromError) as exc:
+    except (ConfigError, StorageError, InitFromError) as exc:
         return user_error("train", exc)
     init_ray(args.address)
     summary = run_tracked_training(cfg, uri)
