@@ -21,11 +21,13 @@ _KEY_VALUE = re.compile(r"(?P<key>(?<![\w-])[\w-]*" + _SECRET_KEYS + r"[\w-]*(?:
 _BEARER = re.compile(r"(?P<key>\b(?:Bearer|Basic|Token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{6,})", re.IGNORECASE)
 # environment variables whose values are secrets
 _SECRET_ENV = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|_KEY$|CREDENTIAL", re.IGNORECASE)
+_NOT_SECRET_ENV = re.compile(r"(_PATH|_FILE|_DIR|_MODE|_USERNAME|_USER)$", re.IGNORECASE)  # where a secret is, not it
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
 
 
 def _env_secrets() -> list[str]:
-    values = {v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET_LEN}
+    values = {v for k, v in os.environ.items()
+              if _SECRET_ENV.search(k) and not _NOT_SECRET_ENV.search(k) and len(v) >= _MIN_SECRET_LEN}
     return sorted(values, key=len, reverse=True)  # longest first: one secret may contain another
 
 

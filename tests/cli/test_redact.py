@@ -42,6 +42,8 @@ def test_text_without_credentials_is_unchanged(text):
 def test_secrets_this_process_holds_are_masked_anywhere(monkeypatch, capsys):
     monkeypatch.setenv("RAY_AUTH_TOKEN", "4f1c0ffee00d")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2hunter2")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "/home/u/.ray/auth_token")  # where a secret is: shown
     assert redact("job failed: token 4f1c0ffee00d refused (hunter2hunter2)") == "job failed: token *** refused (***)"
+    assert redact("chmod 600 /home/u/.ray/auth_token") == "chmod 600 /home/u/.ray/auth_token"
     assert user_error("submit", "bad\nmulti-line postgresql://u:hunter2hunter2@h/db") == 2
     assert capsys.readouterr().err == "rubiks submit: bad multi-line postgresql://u:***@h/db\n"
