@@ -109,7 +109,13 @@ def test_rubiks_train_keeps_checkpoints_and_artifacts_in_the_bucket_and_nothing_
     assert run.info.artifact_uri.startswith("s3://rubiks/runs/mlartifacts/")
     artifacts = s3_server.keys(run.info.artifact_uri.removeprefix("s3://rubiks/"))
     names = {k.split("/artifacts/", 1)[1] for k in artifacts}
-    assert {"checkpoint/checkpoint.pt", "model/MLmodel"} <= names, names
+    assert "checkpoint/checkpoint.pt" in names, names
+    from mlflow.tracking import MlflowClient  # the run's model is a LoggedModel, with its own folder in the bucket
+
+    model = MlflowClient(tracking_uri=trained["tracking"]).get_logged_model(run.data.tags["rubiks.model_id"])
+    assert model.artifact_location.startswith("s3://rubiks/runs/mlartifacts/"), model.artifact_location
+    assert f"{model.artifact_location}/MLmodel".removeprefix("s3://rubiks/") in s3_server.keys(
+        model.artifact_location.removeprefix("s3://rubiks/"))
 
 
 def test_a_killed_worker_resumed_from_the_checkpoint_in_the_bucket(trained, s3_server):
