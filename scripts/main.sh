@@ -23,8 +23,13 @@ sys.exit(0 if same else 1)'; then
   rm -rf runs/motion-data
   rubiks data synth runs/motion-data --train-per-class 100 --val-per-class 25
 fi
+# the videos decoded once into frame shards at the sweep's crop size: no trial decodes a video
+for split in train val; do
+  if [ ! -f runs/motion-data/frames/$split/frames.json ]; then
+    rm -rf runs/motion-data/frames/$split
+    rubiks data prepare-frames runs/motion-data/$split.csv runs/motion-data/frames/$split --crop-size 48 >/dev/null
+  fi
+done
 rubiks sweep tune_spaces/motion-demo.yaml "$@"
 echo
 echo "main job finished in $(( $(date +%s) - start )) s"
-echo "browse the runs and the Pareto plot:  .venv/bin/rubiks ui   (then open http://127.0.0.1:5000)"
-echo "the frontier again, as a table:        .venv/bin/rubiks pareto --experiment motion-demo"
