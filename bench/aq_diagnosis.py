@@ -33,7 +33,7 @@ from rubiks_service.data.clip_spec import ClipMode, ClipSpec  # noqa: E402
 from rubiks_service.data.decoders import ClipSampler  # noqa: E402
 from rubiks_service.data.manifest import read_manifest  # noqa: E402
 from rubiks_service.data.transforms import normalize  # noqa: E402
-from rubiks_service.data.video import read_frames  # noqa: E402
+from rubiks_service.data.video import num_frames, read_frames  # noqa: E402
 from rubiks_service.models import build_model  # noqa: E402
 from rubiks_service.models.param_groups import parameter_groups  # noqa: E402
 from rubiks_service.ops import attention_shift as aq  # noqa: E402
@@ -50,10 +50,11 @@ def _global_std_attention(self):  # the earlier form, for the comparison only
 def load_split(root: str, split: str):
     manifest = read_manifest(os.path.join(root, f"{split}.csv"), data_root=root)
     frames, labels, paths = [], [], []
-    for row in manifest.rows:
-        frames.append(read_frames(row.path, np.arange(row.num_frames)))
-        labels.append(row.label)
-        paths.append(row.path)
+    for record in manifest.records:
+        count = record.num_frames or num_frames(record.path)
+        frames.append(read_frames(record.path, np.arange(count)))
+        labels.append(record.label)
+        paths.append(record.listed_path or record.path)
     return frames, np.asarray(labels), paths, manifest.classes
 
 
@@ -133,13 +134,20 @@ def main() -> int:
     p.add_argument("--budget-weight", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the JSON here too")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="no training: summarise the trials of earlier runs' JSON files (variants run in parallel)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
-    train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    print(f"decoded {len(train[0])} + {len(val[0])} videos in {time.time() - start:.0f} s", file=sys.stderr)
     trials = []
-    for seed in args.seeds:
+    if args.merge:
+        for path in args.merge:
+            trials += json.load(open(path))["trials"]
+        args.variants = sorted({t["label"] for t in trials}, key=VARIANTS.index)
+    else:
+        train, val = load_split(args.data, "train"), load_split(args.data, "val")
+        print(f"decoded {len(train[0])} + {len(val[0])} videos in {time.time() - start:.0f} s", file=sys.stderr)
+    for seed in [] if args.merge else args.seeds:
         for variant in args.variants:
             t0 = time.time()
             result = train_one(variant, seed, train, val, args)

@@ -42,7 +42,24 @@ def browse_hint(tracking_uri: str | None, storage_path: str, experiment: str) ->
     uri = resolve_tracking_uri(tracking_uri, storage_path)
     if uri.startswith(("http://", "https://")):
         return experiment_landing(uri, uri, experiment)
-    return f"rubiks ui --tracking-uri {shlex.quote(uri)} --experiment {shlex.quote(experiment)}"
+    return f"{rubiks_command()} ui --tracking-uri {shlex.quote(uri)} --experiment {shlex.quote(experiment)}"
+
+
+def rubiks_command() -> str:
+    """How to run `rubiks` again from any folder, as printed in next steps: `rubiks` when that is what
+    the shell finds, else the full path of the executable this process was started as (a venv that is
+    not on PATH)."""
+    import os
+    import shlex
+    import shutil
+
+    argv0 = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(argv0) != "rubiks":  # python -m rubiks_service.cli, or a test
+        return "rubiks"
+    found = shutil.which("rubiks")
+    if found and os.path.exists(argv0) and os.path.samefile(found, argv0):
+        return "rubiks"
+    return shlex.quote(argv0)
 
 
 def experiment_landing(uri: str, server: str, name: str | None) -> str:

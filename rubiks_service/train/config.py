@@ -136,6 +136,10 @@ class OptimConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0.0)
     lr_steps: list[int] = Field(default_factory=list)  # epochs at which lr *= gamma
     gamma: float = Field(0.1, gt=0.0, le=1.0)
+    # the per-epoch learning-rate shape: "step" (x gamma at each of lr_steps) or "cosine" (from lr down to
+    # ~0 over the epochs, lr_steps unused); both after `warmup_epochs` of linear warm-up from lr / (warmup + 1)
+    schedule: Literal["step", "cosine"] = "step"
+    warmup_epochs: int = Field(0, ge=0, le=1000)
     shift_lr_mult: float = Field(0.01, ge=0.0)  # the paper's x0.01, applied after warm-up
     shift_warmup_epochs: int = Field(0, ge=0)  # shifts learn at the full lr before that
     backbone_lr_mult: float = Field(1.0, ge=0.0)  # with model.init_from: lr x this for all but the classifier head
@@ -189,6 +193,11 @@ class TrainConfig(StrictModel):
             raise ValueError("scaling.amp needs scaling.use_gpu: true (AMP is GPU-only here)")
         if any(step >= self.optim.epochs for step in self.optim.lr_steps):
             raise ValueError(f"optim.lr_steps {self.optim.lr_steps} must be below optim.epochs ({self.optim.epochs})")
+        if self.optim.warmup_epochs >= self.optim.epochs:
+            raise ValueError(f"optim.warmup_epochs {self.optim.warmup_epochs} must be below optim.epochs "
+                             f"({self.optim.epochs})")
+        if self.optim.schedule == "cosine" and self.optim.lr_steps:
+            raise ValueError("optim.lr_steps: the cosine schedule has no steps (leave lr_steps empty)")
         if self.optim.backbone_lr_mult != 1.0 and self.model.init_from is None:
             raise ValueError("optim.backbone_lr_mult needs model.init_from (the weights it protects)")
         return self

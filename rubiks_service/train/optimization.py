@@ -3,6 +3,8 @@ parameters at lr x shift_lr_mult after warm-up; a loaded backbone at lr x backbo
 GPU, the autocast precision."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rubiks_service.models.param_groups import parameter_groups
@@ -35,7 +37,14 @@ def split_head(model: torch.nn.Module, groups: list[dict], backbone_lr_mult: flo
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    return cfg.optim.gamma ** sum(epoch >= step for step in cfg.optim.lr_steps)
+    """The epoch's learning rate / optim.lr: linear warm-up, then the step or cosine schedule."""
+    o = cfg.optim
+    if epoch < o.warmup_epochs:
+        return (epoch + 1) / (o.warmup_epochs + 1)
+    if o.schedule == "cosine":  # over the epochs after warm-up; the last epoch still learns (not 0)
+        span = o.epochs - o.warmup_epochs
+        return 0.5 * (1 + math.cos(math.pi * (epoch - o.warmup_epochs) / span))
+    return o.gamma ** sum(epoch >= step for step in o.lr_steps)
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int) -> None:
