@@ -56,7 +56,8 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         model, _, _ = load_trained_model(outcome.checkpoint_path)
         summary = {"run_id": run_id, "name": name, "model": cfg.model.name, "variant": cfg.model.variant,
                    "temporal_shift": cfg.model.temporal_shift, "epochs": int(outcome.metrics.get(names.EPOCH, 0))}
-        summary.update(names.of_scope(outcome.metrics, names.VAL))  # the last epoch's check
+        last_val = names.of_scope(outcome.metrics, names.VAL)  # the last epoch's check, logged per epoch
+        summary.update(last_val)
         summary.update(to_served_form(model))
         accuracy, confusion = final_accuracy(model, cfg, outcome)
         summary.update(accuracy)
@@ -65,7 +66,8 @@ def run_tracked_training(cfg: TrainConfig, tracking_uri: str, *, parent_run_id: 
         # the MLflow model (runs:/<id>/model, a LoggedModel): converted weights, loadable by mlflow.pyfunc and
         # `rubiks predict`; logged first, so the final metrics are logged against it too (the Models tab)
         summary["model_uri"], model_id = log_trained_model(client, run_id, model, cfg, outcome.classes, step=step)
-        log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs"}, step=step, model_id=model_id)
+        log_metrics(client, run_id, {k: v for k, v in summary.items() if k != "epochs" and k not in last_val},
+                    step=step, model_id=model_id)
         log_class_results(client, run_id, confusion, outcome.classes)
         log_artifacts(client, run_id, outcome.checkpoint_path, model)
         return summary
