@@ -91,7 +91,7 @@ def train_one(variant, seed, train, val, args):
             0.5 * (1 + math.cos(math.pi * (epoch - args.warmup) / (args.epochs - args.warmup)))
         for g in opt.param_groups:
             g["lr"] = args.lr * factor
-        aq.set_temperature(model, aq.exponential_temperature(epoch, args.epochs))
+        aq.set_temperature(model, aq.exponential_temperature(epoch, args.epochs, args.t_start, args.t_end))
         model.train()
         for clips, labels in batches(train, train_spec, seed, epoch, args.batch, shuffle=True):
             logits = model(clips[:, 0])
@@ -132,6 +132,8 @@ def main() -> int:
     p.add_argument("--crop", type=int, default=48)
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--budget-weight", type=float, default=0.1)
+    p.add_argument("--t-start", type=float, default=2.0, help="RS-AQ temperature at the start (aq.temperature_start)")
+    p.add_argument("--t-end", type=float, default=1e-3, help="... and at the end (aq.temperature_end)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the JSON here too")
     p.add_argument("--merge", nargs="+", metavar="JSON",
