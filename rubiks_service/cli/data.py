@@ -140,7 +140,7 @@ def _data_prepare_frames(args: argparse.Namespace) -> int:
     except (FramesError, ManifestError, StorageError, ValueError) as exc:
         return user_error("data prepare-frames", exc)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(f"wrote {summary['videos']} videos ({summary['frames']} frames at short side {short_side}) in "
               f"{summary['shards']} shards -> {summary['out']} in {summary['seconds']} s")

@@ -164,8 +164,7 @@ def read_manifest(
     elif classes is not None:
         class_list = list(classes)
     elif storage.exists(storage.join(folder, "classes.txt")):
-        class_list = _unless_unreadable(read_classes, storage.join(folder, "classes.txt"),
-                                        "a class list (one name per line)")
+        class_list = _unless_unreadable(read_classes, storage.join(folder, "classes.txt"), "a class list (one name per line)")
     else:
         labels = {str(r["label"]).strip() for r in rows}
         numeric = all(_is_integer(label) for label in labels)

@@ -25,8 +25,8 @@ from rubiks_service.redact import UserError, redact, redact_url
 
 from .tag_names import JOB_ID_TAG
 
-CONNECT_TIMEOUT_S = 10  # an MLflow server nobody answers for: one line after this long (cli/_common.py)
 SERVER_SCHEMES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
+CONNECT_TIMEOUT_S = 10  # an MLflow server nobody answers for: one line after this long (cli/_common.py)
 
 
 class TrackingUnavailable(UserError, RuntimeError):

@@ -90,6 +90,8 @@ def check_resume(cfg: TrainConfig, run_name: str | None = None) -> None:
 
     from rubiks_service.models.checkpoint import CheckpointError
 
+    if storage.is_uri(cfg.storage_path):
+        return
     folder = os.path.join(os.path.abspath(cfg.storage_path), run_folder(cfg, run_name))
     for path in sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint_*", CHECKPOINT_FILE))):
         state = read_checkpoint_file(path)  # CheckpointError for a file that needs code to unpickle
