@@ -162,7 +162,11 @@ def main() -> int:
     comparisons = [compare(groups[v], groups["rs"]).as_dict() for v in args.variants if v != "rs" and "rs" in groups]
     if "aq-global" in groups and "aq-release" in groups:
         comparisons.append(compare(groups["aq-release"], groups["aq-global"]).as_dict())
-    report = {"settings": vars(args), "cpu": platform.processor() or platform.machine(),
+    settings = vars(args)
+    if args.merge:  # the runs' own settings, not this summary's defaults
+        settings = {**next((json.load(open(p)).get("settings") for p in args.merge
+                            if json.load(open(p)).get("settings")), settings), "merged": args.merge}
+    report = {"settings": settings, "cpu": platform.processor() or platform.machine(),
               "load_average": os.getloadavg(), "seconds": time.time() - start,
               "groups": list(groups.values()), "comparisons": comparisons, "trials": trials}
     text = json.dumps(json_ready(report), indent=2)

@@ -63,20 +63,34 @@ def rubiks_command() -> str:
 
 
 def experiment_landing(uri: str, server: str, name: str | None) -> str:
-    """The training-runs view of experiment `name` (default: the most recently used one), else the UI root."""
+    """The training-runs view of experiment `name` (default: the most recently used one), else the UI root.
+    When the experiment holds a sweep, the view opens on its latest sweep's trials (a filter on their parent
+    run, so they are listed flat rather than folded under it), best point first."""
     from rubiks_service.tracking.mlflow_store import experiment_url, make_client
+    from rubiks_service.tracking.sweep_results import latest_sweep
 
     try:
         client = make_client(uri)
+        exp_id = None
         if name:
             found = client.get_experiment_by_name(name)
-            if found is not None:
-                return experiment_url(server, found.experiment_id)
+            exp_id = found.experiment_id if found is not None else None
         else:
             runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                       order_by=["attributes.start_time DESC"], max_results=1)
-            if runs:
-                return experiment_url(server, runs[0].info.experiment_id)
+            exp_id = runs[0].info.experiment_id if runs else None
+        if exp_id is None:
+            return server
+        url = experiment_url(server, exp_id)
+        sweep = latest_sweep(client, client.get_experiment(exp_id).name)
+        return url + (sweep_view_query(sweep.info.run_id) if sweep is not None else "")
     except Exception:  # noqa: BLE001 - an empty or unreachable store still gets the UI root
-        pass
-    return server
+        return server
+
+
+def sweep_view_query(parent_run_id: str) -> str:
+    """URL parameters of the runs view: a sweep's trials, sorted by their point's mean accuracy."""
+    from urllib.parse import quote
+
+    return ("&searchFilter=" + quote(f"tags.mlflow.parentRunId = '{parent_run_id}'")
+            + "&orderByKey=" + quote("metrics.`group_1clip_top1_mean`") + "&orderByAsc=false")

@@ -66,7 +66,7 @@ def group_points(points: Sequence[dict]) -> list[dict]:
                "seeds": [p.get("seed", "") for p in reps], "settings": dict(first.get("settings", {})),
                "run_ids": [p["run_id"] for p in reps]}
         for metric in SPREAD_METRICS:
-            values = [p[metric] for p in reps if metric in p]
+            values = [p[metric] for p in reps if isinstance(p.get(metric), int | float)]
             if values:
                 row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_ci95"] = mean_ci95(values)
                 row[f"{metric}_values"] = values

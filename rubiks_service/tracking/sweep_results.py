@@ -199,9 +199,9 @@ def _log_group_metrics(client, parent_run_id: str, groups: list[dict]) -> None:
         values = {"n": g["n"], **{k: g[k] for k in (MEAN, CI95, f"{TWO_CLIP_TOP1}_mean", f"{TWO_CLIP_TOP1}_ci95")
                                   if k in g and g[k] == g[k]}}  # NaN (n = 1) is left out
         for run_id in g["run_ids"]:
-            client.log_batch(run_id, metrics=[Metric(f"group_{k}", float(v), now, 0) for k, v in values.items()])
+            client.log_batch(run_id, metrics=[Metric(f"group_{k}", round(float(v), 4), now, 0) for k, v in values.items()])
         slug = re.sub(r"[^0-9A-Za-z_\-. /]", "_", g["label"])
-        parent_metrics += [Metric(f"{slug}/{k}", float(v), now, 0) for k, v in values.items()]
+        parent_metrics += [Metric(f"{slug}/{k}", round(float(v), 4), now, 0) for k, v in values.items()]
     for i in range(0, len(parent_metrics), 900):  # MLflow takes at most 1000 metrics a batch
         client.log_batch(parent_run_id, metrics=parent_metrics[i:i + 900])
 

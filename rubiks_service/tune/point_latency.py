@@ -34,9 +34,10 @@ def measure_points(client, points: list[dict], settings: LatencySettings) -> dic
         measured[group["label"]] = record
         for p in points:
             if p["run_id"] in group["run_ids"]:
-                p[LATENCY_MS], p[LATENCY_RATIO] = record["latency_ms"], record["ratio_to_reference"]
-                client.log_metric(p["run_id"], LATENCY_MS, record["latency_ms"])
-                client.log_metric(p["run_id"], LATENCY_RATIO, record["ratio_to_reference"])
+                # rounded as a person reads them (the UI shows what is logged, to the last digit)
+                p[LATENCY_MS], p[LATENCY_RATIO] = round(record["latency_ms"], 2), round(record["ratio_to_reference"], 3)
+                client.log_metric(p["run_id"], LATENCY_MS, p[LATENCY_MS])
+                client.log_metric(p["run_id"], LATENCY_RATIO, p[LATENCY_RATIO])
     return measured
 
 
