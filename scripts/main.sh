@@ -27,7 +27,10 @@ fi
 for split in train val; do
   if [ ! -f runs/motion-data/frames/$split/frames.json ]; then
     rm -rf runs/motion-data/frames/$split
-    rubiks data prepare-frames runs/motion-data/$split.csv runs/motion-data/frames/$split --crop-size 48 >/dev/null
+    mkdir -p runs/logs
+    echo "decoding the $split videos once into frame shards (log: runs/logs/prepare-frames-$split.log)"
+    rubiks data prepare-frames runs/motion-data/$split.csv runs/motion-data/frames/$split --crop-size 48 \
+      >runs/logs/prepare-frames-$split.log 2>&1 || { tail -n 5 runs/logs/prepare-frames-$split.log; exit 1; }
   fi
 done
 rubiks sweep tune_spaces/motion-demo.yaml "$@"

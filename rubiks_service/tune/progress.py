@@ -20,7 +20,17 @@ class SweepProgress(Callback):
         self.best: tuple[float, str] | None = None
         self._refresh()
 
+    # Tune pickles its run config (callbacks included) for the experiment state: a copy carries no
+    # terminal, and only the driver's own object draws
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.bar, self.running, self.failed, self.best = None, set(), 0, None
+
     def _refresh(self) -> None:
+        if self.bar is None:
+            return
         best = f", best {self.best[1]} {self.best[0]:.3f}" if self.best else ""
         self.bar.set_postfix_str(f"{len(self.running)} running, {self.failed} failed{best}", refresh=True)
 
@@ -35,7 +45,7 @@ class SweepProgress(Callback):
             self._refresh()
 
     def _ended(self, trial, failed: bool) -> None:
-        if trial.trial_id in self.running:
+        if trial.trial_id in self.running and self.bar is not None:
             self.running.discard(trial.trial_id)
             self.failed += failed
             self.bar.update(1)
@@ -48,4 +58,5 @@ class SweepProgress(Callback):
         self._ended(trial, failed=True)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
