@@ -25,8 +25,18 @@ _NOT_SECRET_ENV = re.compile(r"(_PATH|_FILE|_DIR|_MODE|_USERNAME|_USER)$", re.IG
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
 
 
+def _environment() -> list[tuple[str, str]]:
+    """os.environ's items; another thread (MLflow's telemetry) may unset a variable while they are read."""
+    for _ in range(10):
+        try:
+            return list(os.environ.items())
+        except (KeyError, RuntimeError):
+            continue
+    return []
+
+
 def _env_secrets() -> list[str]:
-    values = {v for k, v in os.environ.items()
+    values = {v for k, v in _environment()
               if _SECRET_ENV.search(k) and not _NOT_SECRET_ENV.search(k) and len(v) >= _MIN_SECRET_LEN}
     return sorted(values, key=len, reverse=True)  # longest first: one secret may contain another
 

@@ -64,8 +64,8 @@ def rubiks_command() -> str:
 
 def experiment_landing(uri: str, server: str, name: str | None) -> str:
     """The training-runs view of experiment `name` (default: the most recently used one), else the UI root.
-    When the experiment holds a sweep, the view opens on its latest sweep's trials (a filter on their parent
-    run, so they are listed flat rather than folded under it), best point first."""
+    When the experiment holds a sweep, the view opens on its latest sweep's trials (listed flat rather than
+    folded under their parent), best point first, with the accuracy and cost columns shown."""
     from rubiks_service.tracking.mlflow_store import experiment_url, make_client
     from rubiks_service.tracking.sweep_results import latest_sweep
 
@@ -89,8 +89,8 @@ def experiment_landing(uri: str, server: str, name: str | None) -> str:
 
 
 def sweep_view_query(parent_run_id: str) -> str:
-    """URL parameters of the runs view: a sweep's trials, sorted by their point's mean accuracy."""
+    """URL parameters of the runs view: the shared view the sweep stored (`share_sweep_view`): its trials
+    flat, sorted by their point's mean accuracy, the accuracy and cost columns shown."""
     from urllib.parse import quote
 
-    return ("&searchFilter=" + quote(f"tags.mlflow.parentRunId = '{parent_run_id}'")
-            + "&orderByKey=" + quote("metrics.`group_1clip_top1_mean`") + "&orderByAsc=false")
+    return "&viewStateShareKey=" + quote(parent_run_id)

@@ -182,10 +182,27 @@ def log_frontier(client, parent_run_id: str, points: list[dict]) -> str | None:
     client.log_dict(parent_run_id, {"test": verdicts[0].as_dict()["test"] if verdicts else "",
                                     "comparisons": [c.as_dict() for c in verdicts]}, "pareto/conclusions.json")
     _log_group_metrics(client, parent_run_id, groups)
+    share_sweep_view(client, parent_run_id)
     best = max(groups, key=lambda g: g[MEAN])
     client.log_metric(parent_run_id, f"best_{MEAN}", best[MEAN])
     client.set_tag(parent_run_id, "best_trial", best["label"])
     return f"{client.get_run(parent_run_id).info.artifact_uri}/pareto/pareto.png"
+
+
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key: a runs-table view the MLflow UI opens by `viewStateShareKey`
+VIEW_COLUMNS = (f"group_{MEAN}", f"group_{CI95}", "group_n", ACCURACY, GMACS, MPARAMS, LATENCY_MS, LATENCY_RATIO)
+
+
+def share_sweep_view(client, parent_run_id: str) -> str:
+    """Store the view a person wants of a sweep as one of MLflow's shared views (an experiment tag): its
+    trials listed flat (a filter on their parent), best point first, the accuracy and cost columns shown.
+    Returns the key; the UI opens the view at `...runs?viewStateShareKey=<key>`."""
+    state = {"searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
+             "orderByKey": f"metrics.`group_{MEAN}`", "orderByAsc": False,
+             "selectedColumns": [f"metrics.`{c}`" for c in VIEW_COLUMNS] + ["tags.`rubiks.point`"]}
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + parent_run_id, json.dumps(state))
+    return parent_run_id
 
 
 def _log_group_metrics(client, parent_run_id: str, groups: list[dict]) -> None:
