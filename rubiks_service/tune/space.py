@@ -183,7 +183,11 @@ class LoadedSpace:
         return self.base.model_dump()
 
     def trial_config(self, overrides: dict[str, Any]) -> TrainConfig:
-        return self.base.with_overrides({**self.space.set, **overrides}, f"{self.path} trial")
+        """The base config with the space's and the trial's overrides; a relative path among them is taken
+        from the space file's folder (the base's own paths already are absolute), so trials read the same
+        files whatever the working directory of the actor that runs them."""
+        cfg = self.base.with_overrides({**self.space.set, **overrides}, f"{self.path} trial")
+        return cfg.with_paths_beside(self.path)
 
     def point_kind(self, point: dict[str, Any]) -> str:
         """A grid point's family: the one its extra trial names, else the one its config gives."""

@@ -121,3 +121,15 @@ def test_seeds_replicate_every_point_seed_by_seed(tmp_path, base_yaml):
     assert all(loaded.trial_config(t["set"]).seed == t["seed"] for t in trials)
     plain = load_space(_space(tmp_path, base_yaml)).space.grid_points()
     assert [(t["point"], t["seed"]) for t in plain] == [("budget=0.25", None), ("budget=0.5", None)]
+
+
+def test_relative_paths_in_a_space_are_taken_from_its_folder(tmp_path, base_yaml, monkeypatch):
+    """A path the space sets (frame shards, manifests) is read from the space file's folder, not from the
+    working directory of whatever process runs the trial."""
+    (tmp_path / "spaces").mkdir()
+    path = write_yaml(tmp_path / "spaces" / "space.yaml", {
+        "name": "s", "base": base_yaml, "set": {"data.train_frames": "../frames/train", "data.val_frames": "../frames/val"}})
+    monkeypatch.chdir("/")
+    cfg = load_space(path).trial_config({})
+    assert cfg.data.train_frames == str(tmp_path / "frames" / "train")
+    assert cfg.data.val_frames == str(tmp_path / "frames" / "val")
