@@ -30,6 +30,7 @@ of the wrong type or range is a `ConfigError` naming the file and the key.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -173,7 +174,7 @@ class LoadedSpace:
     """A validated search space with its base training config (paths resolved) ready for trials."""
 
     def __init__(self, path: str, space: SearchSpace, base: TrainConfig) -> None:
-        self.path = path
+        self.path = os.path.abspath(path)  # trials resolve paths from it in actors with another working directory
         self.space = space
         self.base = base
 

@@ -129,7 +129,9 @@ def test_relative_paths_in_a_space_are_taken_from_its_folder(tmp_path, base_yaml
     (tmp_path / "spaces").mkdir()
     path = write_yaml(tmp_path / "spaces" / "space.yaml", {
         "name": "s", "base": base_yaml, "set": {"data.train_frames": "../frames/train", "data.val_frames": "../frames/val"}})
-    monkeypatch.chdir("/")
-    cfg = load_space(path).trial_config({})
+    monkeypatch.chdir(tmp_path)
+    loaded = load_space(os.path.relpath(path))  # as a user names it, from the folder they are in
+    monkeypatch.chdir("/")  # where a trial's actor runs
+    cfg = loaded.trial_config({})
     assert cfg.data.train_frames == str(tmp_path / "frames" / "train")
     assert cfg.data.val_frames == str(tmp_path / "frames" / "val")
