@@ -92,7 +92,9 @@ def test_a_killed_worker_costs_at_most_one_epoch(tmp_path, colour_data):
 
 
 def test_resume_refuses_a_crafted_checkpoint(tmp_path, colour_data):
-    from ray.train.v2.api.exceptions import TrainingFailedError
+    """The driver reads the checkpoints a restarted run would resume from before any worker starts: a
+    crafted one is refused once (a user error), never loaded, never retried by FailureConfig."""
+    from rubiks_service.models.checkpoint import CheckpointError
 
     from tests.crafted import write_crafted_checkpoint
 
@@ -103,6 +105,6 @@ def test_resume_refuses_a_crafted_checkpoint(tmp_path, colour_data):
     assert ckpts
     for path in ckpts:  # someone replaced the run's checkpoints with a pickle that runs a command
         write_crafted_checkpoint(path, marker)
-    with pytest.raises(TrainingFailedError, match="refused to load"):
+    with pytest.raises(CheckpointError, match="refused to load"):
         fit(_config(tmp_path, colour_data, "crafted", optim={"epochs": 2}, max_failures=0))
     assert not marker.exists()
