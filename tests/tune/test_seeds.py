@@ -59,6 +59,7 @@ def test_seeds_replicate_every_point_and_same_seed_same_weights(tmp_path, colour
     assert ({k: by[("base", "3")].data.metrics[k] for k in same}
             == {k: by[("again", "3")].data.metrics[k] for k in same})
 
+    capsys.readouterr()  # drop what the sweep printed
     assert cli_main(["pareto", "--experiment", "tests", "--tracking-uri", uri, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     row = {r["label"]: r for r in printed["rows"]}["base"]
