@@ -1,8 +1,8 @@
 """Seeds as replicates: a space's `seeds` runs every point once per seed, grouped in MLflow (tag
 `rubiks.point`) and summarised per point (n, mean, 95% interval) in the comparison and in `rubiks pareto
---json`. The same config and seed gives bit-identical weights on CPU whatever runs beside it (the two
-points are the same config, trained side by side with other trials); another seed gives other weights
-(so the check can fail)."""
+--json`. The same config and seed gives bit-identical weights on CPU whatever runs beside it and however
+its data is decoded (the second point differs only in its decode actors' CPUs); another seed gives
+other weights (so the check can fail)."""
 import json
 import os
 
@@ -27,7 +27,7 @@ def test_seeds_replicate_every_point_and_same_seed_same_weights(tmp_path, colour
         scaling={"cpus_per_worker": 0.4}))  # three trials fit 2 CPUs at once
     space = write_yaml(tmp_path / "space.yaml", {
         "name": "seeds", "base": base, "seeds": [3, 4],
-        "extra_trials": [{"name": "again", "set": {}}],
+        "extra_trials": [{"name": "again", "set": {"data.decode_cpus": 0.3}}],
         "max_concurrent_trials": 3, "scheduler": {"type": "fifo"}, "latency": {"rounds": 2, "warmup": 0},
     })
     outcome = run_sweep(load_space(space))
