@@ -29,7 +29,7 @@ from rubiks_service.train.config import TrainConfig
 from rubiks_service.train.metric_names import GMACS
 from rubiks_service.train.model_factory import model_payload
 
-from .replicates import group_points
+from .replicates import best_replicate, group_points
 from .sweep_results import ACCURACY, CI95, MEAN, frontier
 from .mlflow_store import flatten
 from .tag_names import LABEL_TAG, MODEL_ID_TAG, MODEL_URI_TAG, REGISTERED_MODEL_TAG, SWEEP_RUN_TAG
@@ -120,9 +120,8 @@ def register_frontier(client, experiment: str, parent_run_id: str, points: list[
     from mlflow.exceptions import MlflowException
 
     versions = []
-    trials = {p["run_id"]: p for p in points}
     for group in frontier(group_points(points)):
-        point = max((trials[r] for r in group["run_ids"]), key=lambda p: p[ACCURACY])
+        point = best_replicate(points, group)
         point = {**point, MEAN: group[MEAN], CI95: group[CI95], "n": group["n"]}
         run = client.get_run(point["run_id"])
         if MODEL_URI_TAG not in run.data.tags:

@@ -80,6 +80,11 @@ def group_points(points: Sequence[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r.get(GMACS, 0.0), r["label"]))
 
 
+def best_replicate(points: Sequence[dict], group: dict, metric: str = ONE_CLIP_TOP1) -> dict:
+    """The group's most accurate replicate trial (the model a user takes away from that point)."""
+    return max((p for p in points if p["run_id"] in group["run_ids"]), key=lambda p: p.get(metric, 0.0))
+
+
 @dataclass(frozen=True)
 class Comparison:
     a: str

@@ -24,10 +24,12 @@ from rubiks_service.data.clip_spec import ClipMode, ClipSpec, clip_indices, make
 from rubiks_service.data.manifest import read_manifest
 from rubiks_service.data.transforms import normalize
 from rubiks_service.data.video import read_frames
-from rubiks_service.tracking.replicates import TEST_NAME
+from rubiks_service.tracking.replicates import TEST_NAME, best_replicate
 from rubiks_service.tracking.sweep_results import CI95, LATENCY_RATIO, MEAN, frontier
 from rubiks_service.train.metric_names import GMACS, LATENCY_MS
 from rubiks_service.train.trainer import load_trained_model
+
+from .point_latency import CHECKPOINT_ARTIFACT
 
 FOLDER = "report"
 SAMPLE_CLIPS = 6  # validation clips shown with predictions
@@ -47,21 +49,16 @@ def log_sweep_report(client, parent_run_id: str, title: str, points: list[dict],
             sections.append("<h2>Validation top-1 per epoch (mean over seeds, band: min to max)</h2>"
                             + _img("curves.png", images, "per-epoch curves"))
         for g in front:
-            run_id = _best_replicate(points, g)
+            run_id = best_replicate(points, g)["run_id"]
             sections.append(_class_results(client, run_id, g["label"], tmp, images))
         best = max(groups, key=lambda g: g[MEAN])
-        sections.append(_sample_predictions(client, _best_replicate(points, best), best["label"], tmp, images))
+        sections.append(_sample_predictions(client, best_replicate(points, best)["run_id"], best["label"], tmp, images))
         page = _page(title, sections)
         path = os.path.join(tmp, "sweep_report.html")
         with open(path, "w") as f:
             f.write(page)
         client.log_artifacts(parent_run_id, tmp, artifact_path=FOLDER)
     return f"{FOLDER}/sweep_report.html"
-
-
-def _best_replicate(points: list[dict], group: dict) -> str:
-    reps = [p for p in points if p["run_id"] in group["run_ids"]]
-    return max(reps, key=lambda p: p.get("1clip_top1", 0.0))["run_id"]
 
 
 def _frontier_png(groups: list[dict], path: str) -> str:
@@ -183,7 +180,7 @@ def _sample_predictions(client, run_id: str, label: str, tmp: str, images: dict)
     """A few validation clips (one per class while they last), a strip of their frames each, with the
     model's top-1 (and whether it is right)."""
     try:
-        path = client.download_artifacts(run_id, "checkpoint/checkpoint.pt", tmp)
+        path = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp)
     except Exception:  # noqa: BLE001
         return ""
     model, cfg, classes = load_trained_model(path)
