@@ -48,16 +48,19 @@ COST_LABELS = {GMACS: "GMACs per clip", MPARAMS: "parameters (M)", LATENCY_MS: "
 
 
 def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = ONE_CLIP_TOP1,
-                  costs: Sequence[str] = (GMACS, MPARAMS), label: str = "label", error: str | None = None) -> str:
+                  costs: Sequence[str] = (GMACS, MPARAMS), label: str = "label", error: str | None = None,
+                  panel_size: tuple[float, float] = (5.5, 4.2), label_size: float = 6) -> str:
     """One panel per cost: every point in its family's colour (with `error`, the key of a 95% half-width:
     drawn as an error bar), each family's frontier ringed and joined in that colour, and the frontier
-    over all families as a thin dashed black line."""
+    over all families as a thin dashed black line. Labels alternate above and below the points in cost
+    order, so that neighbours do not overprint; `panel_size` (inches) and `label_size` (points) make
+    the one-panel picture of a report readable."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(costs), figsize=(panel_size[0] * len(costs), panel_size[1]), squeeze=False)
     for ax, cost in zip(axes[0], costs):
         have = [p for p in points if cost in p]
         order = list(FAMILY_STYLE)
@@ -77,9 +80,9 @@ def plot_frontier(points: Sequence[dict], path: str, *, accuracy: str = ONE_CLIP
         overall = pareto_front(have, accuracy=accuracy, cost=cost)
         ax.plot([p[cost] for p in overall], [p[accuracy] for p in overall], "--", color="black", lw=0.8,
                 label="overall frontier")
-        for p in have:
-            ax.annotate(str(p.get(label, ""))[:28], (p[cost], p[accuracy]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+        for i, p in enumerate(sorted(have, key=lambda p: p[cost])):
+            ax.annotate(str(p.get(label, ""))[:28], (p[cost], p[accuracy]), fontsize=label_size,
+                        xytext=(4, 8 if i % 2 else -12), textcoords="offset points")
         ax.set_xlabel(COST_LABELS.get(cost, cost))
         ax.set_ylabel(accuracy + (" (95% interval over seeds)" if error else ""))
         ax.grid(alpha=0.3)

@@ -24,6 +24,7 @@ from rubiks_service.data.clip_spec import ClipMode, ClipSpec, clip_indices, make
 from rubiks_service.data.manifest import read_manifest
 from rubiks_service.data.transforms import normalize
 from rubiks_service.data.video import read_frames
+from rubiks_service.tracking.pareto import plot_frontier
 from rubiks_service.tracking.replicates import TEST_NAME, best_replicate
 from rubiks_service.tracking.sweep_results import CI95, LATENCY_RATIO, MEAN, frontier
 from rubiks_service.train.metric_names import GMACS, LATENCY_MS
@@ -41,7 +42,8 @@ def log_sweep_report(client, parent_run_id: str, title: str, points: list[dict],
     """Write and log the report; returns its artifact path."""
     with tempfile.TemporaryDirectory() as tmp:
         front = frontier(groups)
-        images = {"frontier.png": _frontier_png(groups, os.path.join(tmp, "frontier.png"))}
+        images = {"frontier.png": plot_frontier(groups, os.path.join(tmp, "frontier.png"), accuracy=MEAN,
+                                                costs=(GMACS,), error=CI95, panel_size=(8, 5), label_size=9)}
         sections = [_conclusions(verdicts), _img("frontier.png", images, "accuracy vs GMACs"), _table(groups)]
         curves = _curves_png(client, groups, os.path.join(tmp, "curves.png"))
         if curves:
@@ -59,38 +61,6 @@ def log_sweep_report(client, parent_run_id: str, title: str, points: list[dict],
             f.write(page)
         client.log_artifacts(parent_run_id, tmp, artifact_path=FOLDER)
     return f"{FOLDER}/sweep_report.html"
-
-
-def _frontier_png(groups: list[dict], path: str) -> str:
-    """One panel, wide enough to read: each point's mean with its 95% bar, labels offset in turn so that
-    neighbours do not overprint."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rubiks_service.tracking.pareto import FAMILY_STYLE, pareto_front
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for kind in sorted({g["kind"] for g in groups}):
-        marker, color = FAMILY_STYLE.get(kind, ("x", "black"))
-        pts = [g for g in groups if g["kind"] == kind and GMACS in g and MEAN in g]
-        ax.errorbar([g[GMACS] for g in pts], [g[MEAN] for g in pts],
-                    yerr=[0.0 if g.get(CI95) is None or g[CI95] != g[CI95] else g[CI95] for g in pts],
-                    fmt=marker, color=color, capsize=4, markersize=8, label=kind)
-    front = pareto_front([g for g in groups if GMACS in g and MEAN in g], accuracy=MEAN, cost=GMACS)
-    ax.plot([g[GMACS] for g in front], [g[MEAN] for g in front], "--", color="black", lw=1, label="frontier of means")
-    for i, g in enumerate(sorted((g for g in groups if GMACS in g and MEAN in g), key=lambda g: g[GMACS])):
-        ax.annotate(g["label"], (g[GMACS], g[MEAN]), fontsize=9, xytext=(6, 10 if i % 2 else -14),
-                    textcoords="offset points")
-    ax.set_xlabel("GMACs per clip")
-    ax.set_ylabel("1-clip top-1 (mean over seeds, 95% interval)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _curves_png(client, groups: list[dict], path: str) -> str | None:
