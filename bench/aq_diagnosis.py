@@ -10,6 +10,11 @@ training) and reports 1-clip top-1 over seeds with 95% t-intervals and Welch tes
     aq-release     RS-AQ as the official release and now the service: logits U(0, 1), standardised per
                    channel over its 2k+1 candidates
     aq-release-nobudget   the same without the budget loss (weight 0): what the budget costs
+    aq-attn-lr10   the release form with its attention logits at 10x the learning rate (they start flat
+                   and must sharpen within the annealing)
+    aq-from-rs     the release form started from the RS model of the same seed trained just before it
+                   (every weight but the shifts and attention; the way a user would fine-tune RS into RS-AQ
+                   with `model.init_from`), then trained with the same recipe
 
     python bench/aq_diagnosis.py runs/motion-data --seeds 0 1 2 --epochs 8 --out bench/results/aq-....json
 """
@@ -39,7 +44,7 @@ from rubiks_service.models.param_groups import parameter_groups  # noqa: E402
 from rubiks_service.ops import attention_shift as aq  # noqa: E402
 from rubiks_service.tracking.replicates import compare, group_points, json_ready  # noqa: E402
 
-VARIANTS = ("rs", "aq-global", "aq-release", "aq-release-nobudget")
+VARIANTS = ("rs", "aq-global", "aq-release", "aq-release-nobudget", "aq-attn-lr10", "aq-from-rs")
 
 
 def _global_std_attention(self):  # the earlier form, for the comparison only
@@ -69,18 +74,26 @@ def batches(data, spec, seed, epoch, batch_size, shuffle):
         yield normalize(out["clip"]), out["label"]
 
 
-def train_one(variant, seed, train, val, args):
+def train_one(variant, seed, train, val, args, start_from=None):
+    """`start_from`: a state dict whose tensors of matching name and shape are loaded before training."""
     torch.manual_seed(seed)
     model_variant = "rs" if variant == "rs" else "rs-aq"
     model = build_model("rubiksnet-nano", num_classes=len(train[3]), num_frames=args.segments, variant=model_variant)
+    if start_from is not None:
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in start_from.items() if k in own and own[k].shape == v.shape},
+                              strict=False)
     layers = aq.attention_shift_layers(model)
     if variant == "aq-global":
         for layer in layers:
             with torch.no_grad():
                 layer.weight.uniform_(1.0, 1.05)
             layer.attention = _global_std_attention.__get__(layer)
-    groups = parameter_groups(model, lr=args.lr, weight_decay=1e-4, shift_lr_mult=1.0)
+    groups = parameter_groups(model, lr=args.lr, weight_decay=1e-4,
+                              shift_lr_mult=10.0 if variant == "aq-attn-lr10" else 1.0)
     opt = torch.optim.AdamW(groups, lr=args.lr)
+    for g in opt.param_groups:
+        g["base_lr"] = g["lr"]
     train_spec = ClipSpec(segments=args.segments, crop_size=args.crop, mode=ClipMode.TRAIN, flip=True,
                           flip_pairs={0: 1, 1: 0})
     val_spec = ClipSpec(segments=args.segments, crop_size=args.crop, mode=ClipMode.ONE_CLIP)
@@ -90,7 +103,7 @@ def train_one(variant, seed, train, val, args):
         factor = (epoch + 1) / (args.warmup + 1) if epoch < args.warmup else \
             0.5 * (1 + math.cos(math.pi * (epoch - args.warmup) / (args.epochs - args.warmup)))
         for g in opt.param_groups:
-            g["lr"] = args.lr * factor
+            g["lr"] = g["base_lr"] * factor
         aq.set_temperature(model, aq.exponential_temperature(epoch, args.epochs, args.t_start, args.t_end))
         model.train()
         for clips, labels in batches(train, train_spec, seed, epoch, args.batch, shuffle=True):
@@ -105,7 +118,7 @@ def train_one(variant, seed, train, val, args):
     aq.convert_attention_shifts(model)  # the served form
     final = evaluate(model, val, val_spec, args.batch)
     budget = aq.realised_budget(layers) if layers else None
-    return {"final": final, "curve": curve, "realised_budget": budget}
+    return {"final": final, "curve": curve, "realised_budget": budget, "state": model.state_dict()}
 
 
 @torch.no_grad()
@@ -150,9 +163,15 @@ def main() -> int:
         train, val = load_split(args.data, "train"), load_split(args.data, "val")
         print(f"decoded {len(train[0])} + {len(val[0])} videos in {time.time() - start:.0f} s", file=sys.stderr)
     for seed in [] if args.merge else args.seeds:
+        rs_state = None
         for variant in args.variants:
             t0 = time.time()
-            result = train_one(variant, seed, train, val, args)
+            if variant == "aq-from-rs" and rs_state is None:  # its RS start, when rs is not among the variants
+                rs_state = train_one("rs", seed, train, val, args)["state"]
+            result = train_one(variant, seed, train, val, args,
+                               start_from=rs_state if variant == "aq-from-rs" else None)
+            if variant == "rs":
+                rs_state = result["state"]
             print(f"{variant} seed {seed}: 1clip {result['final']:.3f} curve {[round(c, 3) for c in result['curve']]} "
                   f"budget {result['realised_budget']} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
             trials.append({"label": variant, "point": variant, "seed": str(seed), "kind": "rubiksnet",

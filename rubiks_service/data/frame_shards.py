@@ -162,11 +162,14 @@ def read_meta(folder: str) -> dict:
     return meta
 
 
-def frames_dataset(folder: str):
-    """The Ray Dataset of a prepared folder's rows (read lazily, file by file, in a fixed order)."""
+def frames_dataset(folder: str, num_cpus: float = 1.0):
+    """The Ray Dataset of a prepared folder's rows (read lazily, file by file, in a fixed order). `num_cpus`
+    per read task: Ray Data's default of 1 cannot be scheduled beside trials that hold fractional CPUs
+    on a small machine (Ray Data then waits for resources that never come)."""
     import ray.data
 
     target, fs = storage.ray_storage(folder)
-    ds = ray.data.read_parquet(target, filesystem=fs, columns=list(COLUMNS), file_extensions=["parquet"])
+    ds = ray.data.read_parquet(target, filesystem=fs, columns=list(COLUMNS), file_extensions=["parquet"],
+                               ray_remote_args={"num_cpus": num_cpus})
     ds.context.execution_options.preserve_order = True  # a seeded run then sees the same epochs
     return ds

@@ -137,8 +137,8 @@ class ShardedFrames(CachedFrames):
     def datasets(self) -> tuple[dict, list[str]]:
         d = self.cfg.data
         classes = self.metas()["train"]["classes"]
-        return {"train": frame_shards.frames_dataset(d.train_frames),
-                "val": frame_shards.frames_dataset(d.val_frames)}, classes
+        return {"train": frame_shards.frames_dataset(d.train_frames, num_cpus=d.decode_cpus),
+                "val": frame_shards.frames_dataset(d.val_frames, num_cpus=d.decode_cpus)}, classes
 
     @staticmethod
     def frames_of(batch: dict) -> dict:
