@@ -170,6 +170,6 @@ def frames_dataset(folder: str, num_cpus: float = 1.0):
 
     target, fs = storage.ray_storage(folder)
     ds = ray.data.read_parquet(target, filesystem=fs, columns=list(COLUMNS), file_extensions=["parquet"],
-                               ray_remote_args={"num_cpus": num_cpus})
+                               num_cpus=num_cpus)
     ds.context.execution_options.preserve_order = True  # a seeded run then sees the same epochs
     return ds

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rubiks_service import storage as object_storage
+from rubiks_service.redact import UserError
 from rubiks_service.tracking.mlflow_model import register_frontier
 from rubiks_service.tracking.mlflow_store import (
     default_artifact_root,
@@ -55,6 +56,22 @@ class SweepOutcome:
     report: str | None = None  # the sweep report (HTML) on the parent run
 
 
+def _check_room_for_reads(space, base) -> None:
+    """Trials that read frame shards each start Ray Data reads whose file listing is a task of one whole
+    CPU; when the trials side by side hold all but less than one of the cluster's CPUs, no listing can
+    ever start and the sweep would wait forever. Refused up front, in one line."""
+    import ray
+
+    if not (base.data.train_frames or base.data.val_frames):
+        return
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    held = space.max_concurrent_trials * base.scaling.num_workers * base.scaling.cpus_per_worker
+    if cpus - held < 1.0:
+        raise UserError(f"{space.max_concurrent_trials} trials side by side hold {held:g} of the cluster's "
+                        f"{cpus:g} CPUs, leaving less than the one CPU Ray Data needs to list frame shards: "
+                        f"lower scaling.cpus_per_worker or max_concurrent_trials")
+
+
 def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_path: str | None = None,
               verbose: int = 0, progress_stream=None) -> SweepOutcome:
     """Run every trial of the space; the caller has started Ray (with the dashboard: see `ray_session`).
@@ -69,6 +86,7 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
     experiment = base.experiment
     client = make_client(uri)
     epochs = max(loaded.trial_config(p["set"]).optim.epochs for p in space.grid_points())
+    _check_room_for_reads(space, base)
     if space.scheduler.type == "asha":
         # max_t beyond the last epoch: the final report (after evaluation) must not be cut off
         scheduler = ASHAScheduler(time_attr=EPOCH, grace_period=space.scheduler.grace_period,
