@@ -118,9 +118,15 @@ class DataConfig(StrictModel):
     # s3://): set both and the run samples its clips from their frames instead of decoding videos
     train_frames: str | None = None
     val_frames: str | None = None
+    # with cache_frames or frame shards: each worker keeps its shard's frames in its own memory after the
+    # first pass and samples every later epoch's clips there (no Ray Data pass per epoch: small datasets
+    # train several times faster); the shard must fit in a worker's memory
+    hold_in_worker: bool = False
 
     @model_validator(mode="after")
     def _check_frames(self):
+        if self.hold_in_worker and not (self.cache_frames or self.train_frames):
+            raise ValueError("data.hold_in_worker keeps decoded frames: set data.cache_frames or data.train_frames")
         if (self.train_frames is None) != (self.val_frames is None):
             raise ValueError("data.train_frames and data.val_frames go together (frame shards of both manifests)")
         if self.train_frames is not None and self.cache_frames:
