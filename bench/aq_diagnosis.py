@@ -78,7 +78,8 @@ def train_one(variant, seed, train, val, args, start_from=None):
     """`start_from`: a state dict whose tensors of matching name and shape are loaded before training."""
     torch.manual_seed(seed)
     model_variant = "rs" if variant == "rs" else "rs-aq"
-    model = build_model("rubiksnet-nano", num_classes=len(train[3]), num_frames=args.segments, variant=model_variant)
+    variant_kw = {} if args.model.startswith("tsm") else {"variant": model_variant, "shift_init": args.shift_init}
+    model = build_model(args.model, num_classes=len(train[3]), num_frames=args.segments, **variant_kw)
     if start_from is not None:
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in start_from.items() if k in own and own[k].shape == v.shape},
@@ -136,6 +137,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="a `rubiks data synth` folder")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--model", default="rubiksnet-nano", help="the tier (a tsm-* model with variant rs: the TSM baseline)")
+    p.add_argument("--shift-init", default="uniform", help="RubiksNet's model.shift_init (uniform, tsm, ...)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--warmup", type=int, default=1)
@@ -175,7 +178,7 @@ def main() -> int:
             print(f"{variant} seed {seed}: 1clip {result['final']:.3f} curve {[round(c, 3) for c in result['curve']]} "
                   f"budget {result['realised_budget']} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
             trials.append({"label": variant, "point": variant, "seed": str(seed), "kind": "rubiksnet",
-                           "model": "rubiksnet-nano", "1clip_top1": result["final"], "run_id": f"{variant}-{seed}",
+                           "model": args.model, "1clip_top1": result["final"], "run_id": f"{variant}-{seed}",
                            "curve": result["curve"], "realised_budget": result["realised_budget"]})
     groups = {g["label"]: g for g in group_points(trials)}
     comparisons = [compare(groups[v], groups["rs"]).as_dict() for v in args.variants if v != "rs" and "rs" in groups]

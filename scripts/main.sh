@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PATH="$PWD/.venv/bin:$PATH"
+# the venv's commands by their full path, not through PATH: the next steps the sweep prints then name the
+# executable that works from the user's own shell
+rubiks="$PWD/.venv/bin/rubiks"
 start=$(date +%s)
 # (re)generate when missing or written with other settings (classes, knobs, sizes)
-if ! python -c '
+if ! .venv/bin/python -c '
 import dataclasses, json, sys
 from rubiks_service.data.synth import CLASSES, SynthConfig
 want = dataclasses.asdict(SynthConfig(train_per_class=100, val_per_class=25))
@@ -21,7 +23,7 @@ except (OSError, ValueError):
     same = False
 sys.exit(0 if same else 1)'; then
   rm -rf runs/motion-data
-  rubiks data synth runs/motion-data --train-per-class 100 --val-per-class 25
+  "$rubiks" data synth runs/motion-data --train-per-class 100 --val-per-class 25
 fi
 # the videos decoded once into frame shards at the sweep's crop size: no trial decodes a video
 for split in train val; do
@@ -29,10 +31,10 @@ for split in train val; do
     rm -rf runs/motion-data/frames/$split
     mkdir -p runs/logs
     echo "decoding the $split videos once into frame shards (log: runs/logs/prepare-frames-$split.log)"
-    rubiks data prepare-frames runs/motion-data/$split.csv runs/motion-data/frames/$split --crop-size 48 \
+    "$rubiks" data prepare-frames runs/motion-data/$split.csv runs/motion-data/frames/$split --crop-size 48 \
       >runs/logs/prepare-frames-$split.log 2>&1 || { tail -n 5 runs/logs/prepare-frames-$split.log; exit 1; }
   fi
 done
-rubiks sweep tune_spaces/motion-demo.yaml "$@"
+"$rubiks" sweep tune_spaces/motion-demo.yaml "$@"
 echo
 echo "main job finished in $(( $(date +%s) - start )) s"

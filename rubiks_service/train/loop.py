@@ -16,6 +16,7 @@ as they arrive; this module knows nothing of MLflow. Metric names: `metric_names
 """
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -30,6 +31,7 @@ from rubiks_service.models.checkpoint import read_checkpoint_file
 from rubiks_service.ops.attention_shift import (
     attention_shift_layers,
     budget_loss,
+    convert_attention_shifts,
     exponential_temperature,
     realised_budget,
     set_temperature,
@@ -96,6 +98,9 @@ def start_worker(cfg: TrainConfig, classes: list[str], init_state: dict | None =
 
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
+    # as many compute threads as CPUs reserved (at least one), not torch's default of every core: workers
+    # side by side then do not oversubscribe the machine, and a run computes the same on any machine size
+    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     torch.manual_seed(cfg.seed + rank)
     bare = build_from_config(cfg, len(classes))
     if init_state is not None:  # model.init_from's checkpoint (the driver resolved, read and checked it)
@@ -183,14 +188,20 @@ def validate(run: WorkerRun, epoch: int, protocol: ClipMode = names.VAL_PROTOCOL
 
 def end_of_run_protocols(run: WorkerRun, epoch: int, val: AccuracyCounter) -> dict:
     """`<protocol>_*` of the protocols the clip source serves in the workers; the last epoch's
-    validation already is the 1-clip protocol. The driver evaluates the others after the run, and
-    all of them for RS-AQ: that model is served converted (hard-max integer shifts), which the
-    training-time soft attention does not compute exactly."""
+    validation already is the 1-clip protocol. The driver evaluates the others after the run. RS-AQ is
+    evaluated as it is served, on a copy with its attention shifts hard-maxed to integer shifts, which the
+    training-time soft attention does not compute exactly (so its last validation does not stand in)."""
+    served = None
     if run.aq_layers:
-        return {}
+        served = copy.deepcopy(run.bare)
+        convert_attention_shifts(served)
     metrics = {}
     for protocol in run.source.worker_protocols():
-        counts = val if protocol == names.VAL_PROTOCOL else validate(run, epoch, protocol)
+        if served is None and protocol == names.VAL_PROTOCOL:
+            counts = val
+        else:
+            counts = evaluate_shard(served or run.model, run.source, run.shards["val"], protocol, epoch,
+                                    run.num_classes, run.cfg, run.device)
         metrics.update(counts.result(protocol))
         run.confusion[str(protocol)] = counts.confusion()  # to the checkpoint, not the report: a matrix
     return metrics

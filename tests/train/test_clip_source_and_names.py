@@ -3,6 +3,7 @@ the MLflow UI, the sweeps and the deployment tests read, and the typed config as
 import pickle
 
 import pytest
+import torch
 
 from rubiks_service.data.clip_spec import ClipMode
 from rubiks_service.train import metric_names as names
@@ -43,3 +44,34 @@ def test_the_config_object_travels_to_the_workers():
     for dumps, loads in ((ray_pickle.dumps, ray_pickle.loads), (pickle.dumps, pickle.loads)):
         again = loads(dumps({"train": cfg, "classes": ["a", "b"]}))["train"]
         assert isinstance(again, TrainConfig) and again == cfg and again.data.cache_frames
+
+
+def test_frames_held_in_the_worker_are_read_once_and_sampled_the_same_whatever_the_delivery_order(ray_cluster):
+    """`data.hold_in_worker`: the shard's rows kept after the first pass, in path order, so two deliveries
+    of the same rows in other orders and blocks give the same batches; epochs are seeded permutations."""
+    import numpy as np
+    import ray.data
+
+    rng = np.random.default_rng(0)
+    rows = [{"frames": rng.integers(0, 255, (10, 20, 20, 3), dtype=np.uint8), "label": i % 3, "path": f"v{i:02d}.mp4",
+             "valid": True} for i in range(11)]
+    cfg = _cfg(cache_frames=True, hold_in_worker=True, segments=4, crop_size=16, batch_size=4)
+
+    def epochs(order, blocks):
+        source = CachedFrames(cfg)
+        shard = ray.data.from_items([rows[i] for i in order], override_num_blocks=blocks)
+        first = list(source.batches(shard, ClipMode.TRAIN, 0))
+        later = list(source.batches(None, ClipMode.TRAIN, 1))  # held: the shard is not read again
+        val = list(source.batches(shard, ClipMode.ONE_CLIP, 0))
+        return first, later, val
+
+    a, b = epochs(range(11), 1), epochs(rng.permutation(11), 4)
+    for got, want in zip(a, b):
+        assert len(got) == len(want) == 3  # 11 rows in batches of 4
+        for x, y in zip(got, want):
+            assert torch.equal(x["clip"], y["clip"]) and torch.equal(x["label"], y["label"])
+    assert not torch.equal(a[0][0]["label"], a[1][0]["label"]) or not torch.equal(a[0][0]["clip"], a[1][0]["clip"])
+    assert a[2][0]["label"].tolist() == [0, 1, 2, 0]  # validation in path order
+    assert tuple(a[0][0]["clip"].shape) == (4, 1, 4, 16, 16, 3)
+    with pytest.raises(ValueError, match="hold_in_worker"):
+        _cfg(hold_in_worker=True)

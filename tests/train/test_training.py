@@ -1,6 +1,7 @@
 """Ray Train on a real local Ray instance: 2-worker DDP learns, a stopped run resumes,
 a killed worker costs at most an epoch, checkpoints evaluate with `rubiks eval`."""
 import glob
+import math
 import os
 import signal
 import threading
@@ -8,6 +9,7 @@ import time
 
 import pytest
 
+from rubiks_service.ops.attention_shift import convert_attention_shifts
 from rubiks_service.train.config import load_config
 from rubiks_service.train.trainer import evaluate, evaluate_counts, fit, load_trained_model
 
@@ -27,9 +29,9 @@ def test_two_worker_ddp_learns_and_checkpoint_evaluates(tmp_path, colour_data):
     assert [row["epoch"] for row in outcome.history] == [1, 2, 3]
     assert outcome.metrics["val_clips"] == 12  # both workers' shards of the 12 val videos, summed
     assert outcome.metrics["val_top1"] >= 0.9, outcome.history
-    # training lowers the loss below the first epoch's; not necessarily in the very last epoch: on this easy
-    # data epoch 1 already ends near 0.17 and one AdamW spike in epoch 3 (seen once: 1.45) says nothing
-    assert min(row["train_loss"] for row in outcome.history[1:]) < outcome.history[0]["train_loss"]
+    # the training loss ends an epoch well under chance's ln(2); not compared with epoch 1's: on this easy data
+    # epoch 1 already averages ~0.2 and a later AdamW spike (seen: 0.34, once 1.45) says nothing
+    assert min(row["train_loss"] for row in outcome.history) < 0.5 * math.log(2), outcome.history
 
     model, saved_cfg, classes = load_trained_model(outcome.checkpoint_path)
     assert classes == ["red", "blue"] and saved_cfg.scaling.num_workers == 2
@@ -38,19 +40,24 @@ def test_two_worker_ddp_learns_and_checkpoint_evaluates(tmp_path, colour_data):
 
 
 def test_frame_cache_run_learns_and_evaluates_both_protocols_in_the_workers(tmp_path, colour_data):
-    cfg = _config(tmp_path, colour_data, "cached", data={"cache_frames": True, "flip": True},
+    """Frames cached and held in the workers (`hold_in_worker`), 2-worker DDP, RS-AQ: the workers evaluate
+    both protocols on the model as served (attention shifts hard-maxed), as the driver does from the videos."""
+    cfg = _config(tmp_path, colour_data, "cached", data={"cache_frames": True, "flip": True, "hold_in_worker": True},
+                  model={"name": "rubiksnet-nano", "variant": "rs-aq"}, aq={"budget": 0.5, "weight": 0.1},
                   scaling={"num_workers": 2, "cpus_per_worker": 0.5}, eval_protocols=["1clip", "2clip"])
     outcome = fit(cfg)
     last = outcome.metrics
     assert last["val_top1"] >= 0.9 and last["val_clips"] == 12, outcome.history
     assert "2clip_top1" not in outcome.history[0]  # the protocols run once, after the last epoch
-    assert last["1clip_top1"] == last["val_top1"] and last["2clip_clips"] == 12
+    assert last["1clip_clips"] == last["2clip_clips"] == 12
     model, saved_cfg, classes = load_trained_model(outcome.checkpoint_path)
-    driver_side = evaluate_counts(model, saved_cfg, classes, "2clip")  # decoded afresh, not from the cache
-    assert driver_side.result("2clip")["2clip_top1"] == last["2clip_top1"]
-    # the workers' confusion matrices (summed over both) reach the driver in the checkpoint
-    assert set(outcome.confusion) == {"1clip", "2clip"} and outcome.confusion["2clip"] == driver_side.confusion()
-    assert sum(map(sum, outcome.confusion["1clip"])) == 12
+    convert_attention_shifts(model)  # served form, as the sweep's trials and `rubiks predict` use it
+    for protocol in ("1clip", "2clip"):  # decoded afresh on the driver, not from the cache
+        driver_side = evaluate_counts(model, saved_cfg, classes, protocol)
+        assert driver_side.result(protocol)[f"{protocol}_top1"] == last[f"{protocol}_top1"]
+        # the workers' confusion matrices (summed over both) reach the driver in the checkpoint
+        assert outcome.confusion[protocol] == driver_side.confusion()
+    assert set(outcome.confusion) == {"1clip", "2clip"} and sum(map(sum, outcome.confusion["1clip"])) == 12
 
 
 def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, colour_data):

@@ -92,7 +92,9 @@ def test_comparison_spaces_mirror_the_paper(name, mirrors):
     models = [t[2].model for t in trials]
     if name in ("frontier", "motion-demo"):
         kinds = [t[1] for t in trials]
-        assert kinds.count("rubiksnet") >= 2 and kinds.count("tsm") >= 2 and kinds.count("per-frame") >= 1
+        assert kinds.count("rubiksnet") >= 2 and kinds.count("tsm") >= 2
+        if name == "frontier":  # the main job leaves the per-frame point to the larger comparison (its time)
+            assert kinds.count("per-frame") >= 1
         want = {"tsm-nano", "rubiksnet-nano"} | ({"tsm-micro"} if name == "frontier" else set())
         assert len(trials) >= 6 and {m.name for m in models} >= want
         if name == "motion-demo":  # the main job compares replicated points: 3 seeds each
