@@ -18,7 +18,8 @@ one from `data.cache_frames` and `data.train_frames`; nothing else asks which on
                    bucket), read file by file: no decoding, and the dataset need not fit in memory.
 
 With `data.hold_in_worker` the last two keep each worker's shard in the worker after its first pass and
-sample later epochs from there, which for small datasets costs a fraction of a Ray Data pass per epoch.
+sample later epochs from there, which for small datasets costs a fraction of a Ray Data pass per epoch;
+ShardedFrames' workers then read their rows from the folders straight away, without Ray Data.
 """
 from __future__ import annotations
 
@@ -58,6 +59,11 @@ class ClipSource(abc.ABC):
         d = self.cfg.data
         return build_dataset(manifest, clip_spec(self.cfg, mode), data_root=d.data_root, classes=classes,
                              batch_size=d.batch_size, decode_cpus=d.decode_cpus, cache_frames=self.cache_frames)
+
+    @property
+    def needs_datasets(self) -> bool:
+        """Whether the workers take their clips from Ray Dataset shards (else they read them themselves)."""
+        return True
 
     def datasets(self) -> tuple[dict, list[str]]:
         """{"train", "val"} Ray Datasets and the class list (from the train manifest)."""
@@ -125,10 +131,7 @@ class CachedFrames(ClipSource):
         training and the path order otherwise, sampled by `sampler` in this thread."""
         split = "train" if mode == ClipMode.TRAIN else "val"
         if split not in self._held:
-            parts = [self.frames_of(b) for b in shard.iter_batches(batch_size=256, batch_format="numpy")]
-            rows = {k: np.concatenate([p[k] for p in parts]) for k in ("frames", "label", "path", "valid")}
-            by_path = np.argsort(rows["path"].astype(str), kind="stable")
-            self._held[split] = {k: v[by_path] for k, v in rows.items()}
+            self._held[split] = self._worker_rows(shard, split)
         held = self._held[split]
         n, size = len(held["label"]), self.cfg.data.batch_size
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n) if mode == ClipMode.TRAIN \
@@ -136,6 +139,13 @@ class CachedFrames(ClipSource):
         for i in range(0, n, size):
             pick = order[i:i + size]
             yield sampler({k: v[pick] for k, v in held.items()})
+
+    def _worker_rows(self, shard, split: str) -> dict[str, np.ndarray]:
+        """This worker's rows of `split`, in path order: its Ray Data shard read to the end."""
+        parts = [self.frames_of(b) for b in shard.iter_batches(batch_size=256, batch_format="numpy")]
+        rows = {k: np.concatenate([p[k] for p in parts]) for k in ("frames", "label", "path", "valid")}
+        by_path = np.argsort(rows["path"].astype(str), kind="stable")
+        return {k: v[by_path] for k, v in rows.items()}
 
     def worker_protocols(self) -> list[ClipMode]:
         # cached frames serve any protocol; the 1-clip one is the last validation, so it always comes
@@ -166,8 +176,26 @@ class ShardedFrames(CachedFrames):
     def datasets(self) -> tuple[dict, list[str]]:
         d = self.cfg.data
         classes = self.metas()["train"]["classes"]
+        if not self.needs_datasets:
+            return {}, classes
         return {"train": frame_shards.frames_dataset(d.train_frames, num_cpus=d.decode_cpus),
                 "val": frame_shards.frames_dataset(d.val_frames, num_cpus=d.decode_cpus)}, classes
+
+    @property
+    def needs_datasets(self) -> bool:  # held in the worker: it reads the folders itself (`_worker_rows`)
+        return not self.cfg.data.hold_in_worker
+
+    def _worker_rows(self, shard, split: str) -> dict[str, np.ndarray]:
+        """The folder read straight into the worker (a Ray Data pass cost a trial 20-30 s of start-up here),
+        then every world_size-th row from the worker's rank, cut to the same count in every worker, as Ray
+        Train's equal split does: DDP workers must step the same number of batches."""
+        import ray.train
+
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        rows = frame_shards.read_rows(self.cfg.data.train_frames if split == "train" else self.cfg.data.val_frames)
+        end = len(rows["label"]) // world * world
+        return {k: v[rank:end:world] for k, v in rows.items()}
 
     @staticmethod
     def frames_of(batch: dict) -> dict:

@@ -110,8 +110,10 @@ def start_worker(cfg: TrainConfig, classes: list[str], init_state: dict | None =
     model = ray.train.torch.prepare_model(bare)
     device = ray.train.torch.get_device()
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.scaling.amp == "fp16" and device.type == "cuda")
-    shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "val")}
-    return WorkerRun(cfg, classes, clip_source(cfg), rank, ctx.get_world_size(), bare, model, optimizer, device,
+    source = clip_source(cfg)
+    # none when the clip source reads its frames itself (frame shards held in the worker)
+    shards = {split: ray.train.get_dataset_shard(split) if source.needs_datasets else None for split in ("train", "val")}
+    return WorkerRun(cfg, classes, source, rank, ctx.get_world_size(), bare, model, optimizer, device,
                      scaler, shards, start_epoch, history)
 
 

@@ -65,8 +65,8 @@ def fit(cfg: TrainConfig, *, callbacks: list | None = None, run_name: str | None
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks or [],
         ),
-        datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train", "val"]),
+        datasets=datasets or None,  # none when the workers read their frames themselves
+        dataset_config=ray.train.DataConfig(datasets_to_split=list(datasets)) if datasets else None,
     )
     result = trainer.fit()
     ckpt = _checkpoint_file(result.checkpoint)

@@ -62,8 +62,8 @@ def _check_room_for_reads(space, base) -> None:
     ever start and the sweep would wait forever. Refused up front, in one line."""
     import ray
 
-    if not (base.data.train_frames or base.data.val_frames):
-        return
+    if not (base.data.train_frames or base.data.val_frames) or base.data.hold_in_worker:
+        return  # no frame shards, or the trials' workers read them without Ray Data
     cpus = ray.cluster_resources().get("CPU", 0.0)
     held = space.max_concurrent_trials * base.scaling.num_workers * base.scaling.cpus_per_worker
     if cpus - held < 1.0:

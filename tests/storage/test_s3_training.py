@@ -13,7 +13,7 @@ import pytest
 from rubiks_service import storage
 from rubiks_service.cli import main
 from rubiks_service.data.clip_spec import ClipSpec
-from rubiks_service.data.frame_shards import frames_dataset, frames_of_rows, read_meta
+from rubiks_service.data.frame_shards import frames_dataset, frames_of_rows, read_meta, read_rows
 from rubiks_service.data.video import read_clips
 from rubiks_service.train.config import load_config
 from rubiks_service.train.trainer import fit, read_training_checkpoint
@@ -167,3 +167,16 @@ def test_frame_shards_prepared_into_the_bucket_train_a_model(ray_s3, s3_colours,
     # learned from the shards' frames and labels (validation accuracy after 2 epochs on 12 videos is not yet
     # a measure: BatchNorm's running statistics have seen 6 steps)
     assert outcome.metrics["train_top1"] >= 0.9, outcome.history
+
+    # held in the workers: each of two DDP workers reads the bucket's shards itself (no Ray Data), the same
+    # rows Ray Data serves, and takes an equal part of them
+    everything = frames_of_rows(frames_dataset(out["train"]).take_batch(100, batch_format="numpy"))
+    direct = read_rows(out["train"])
+    assert sorted(everything["path"]) == list(direct["path"]) and len(direct["path"]) == 12
+    at = list(direct["path"]).index(everything["path"][0])
+    np.testing.assert_array_equal(direct["frames"][at], everything["frames"][0])
+    held = fit(load_config(_config(tmp_path, s3_colours, "held", optim={"epochs": 4},
+                                   data={"train_frames": out["train"], "val_frames": out["val"], "flip": True,
+                                         "hold_in_worker": True},
+                                   scaling={"num_workers": 2, "cpus_per_worker": 0.5})))
+    assert held.metrics["val_clips"] == 6 and held.metrics["train_top1"] >= 0.9, held.history
