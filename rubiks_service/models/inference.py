@@ -193,3 +193,14 @@ def inference_model(model: nn.Module, *, block_kernel: bool = True) -> nn.Module
     for p in fast.parameters():
         p.requires_grad_(False)
     return fast
+
+
+def fastest_form(model: nn.Module) -> nn.Module:
+    """The fastest exact CPU form of `model` measured by bench/bench_models_cpu.py (docs/results.md): the
+    inference form, and for TSM with channels-last weights (oneDNN's NHWC convolutions, 1.1-1.4x faster
+    there; for RubiksNet neither channels-last nor torch.compile beat the block kernel). What latency figures
+    (`models.profile`) time. `model` is not modified."""
+    fast = inference_model(model)
+    if isinstance(fast, TSMResNet):
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast

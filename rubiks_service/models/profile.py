@@ -19,8 +19,8 @@ With these, conv+FC MACs of RubiksNet tiny/small/medium/large are 3.695G /
 `params` counts every parameter; `inference_params` leaves out the AQ attention
 weights, which hard-max conversion discards (how the release reports AQ models).
 
-Latency (`measure_latency`, the one standard measurement): the model's inference
-form (`models.inference`), fp32 clips of `frames` x `size`^2 at batch `batch`
+Latency (`measure_latency`, the one standard measurement): the model's fastest
+exact form (`models.inference.fastest_form`), fp32 clips of `frames` x `size`^2 at batch `batch`
 (default 1), `threads` intra-op threads (default 2, restored afterwards), under
 torch.inference_mode: `warmup` untimed calls, then `repeats` timed calls; the
 figure is the minimum (the least disturbed run on a shared machine), the median
@@ -38,7 +38,7 @@ from torch import nn
 from rubiks_service.ops import RubiksShift2d, RubiksShift3d
 from rubiks_service.ops.attention_shift import TemporalAttentionShift
 
-from .inference import inference_model
+from .inference import fastest_form
 from .rubiksnet import SqueezeExcite
 
 
@@ -179,7 +179,7 @@ def measure_latency(
         raise ValueError(f"measure_latency: need batch, threads, repeats >= 1 and warmup >= 0, got "
                          f"batch={batch} threads={threads} warmup={warmup} repeats={repeats}")
     device = torch.device(device)
-    timed = inference_model(model) if inference_form else model
+    timed = fastest_form(model) if inference_form else model
     timed = timed.to(device).eval()
     clip = torch.randn(batch, frames, 3, size, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -201,7 +201,7 @@ def measure_latency(
     times.sort()
     return {"latency_ms": 1e3 * times[0], "median_ms": 1e3 * times[len(times) // 2], "batch": batch,
             "frames": frames, "size": size, "threads": threads, "warmup": warmup, "repeats": repeats,
-            "device": str(device), "form": "inference" if inference_form else "as given"}
+            "device": str(device), "form": "fastest" if inference_form else "as given"}
 
 
 def measure_latency_vs_reference(
@@ -222,7 +222,7 @@ def measure_latency_vs_reference(
     if threads < 1 or warmup < 0 or rounds < 1:
         raise ValueError(f"measure_latency_vs_reference: need threads, rounds >= 1 and warmup >= 0, got "
                          f"threads={threads} warmup={warmup} rounds={rounds}")
-    timed = {"model": inference_model(model).eval(), "reference": inference_model(reference).eval()}
+    timed = {"model": fastest_form(model).eval(), "reference": fastest_form(reference).eval()}
     clip = torch.randn(1, frames, 3, size, size, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {key: [] for key in timed}
     previous = torch.get_num_threads()
@@ -243,5 +243,5 @@ def measure_latency_vs_reference(
     median = {key: 1e3 * sorted(t)[len(t) // 2] for key, t in times.items()}
     return {"latency_ms": best["model"], "median_ms": median["model"], "reference_ms": best["reference"],
             "ratio_to_reference": best["model"] / best["reference"], "batch": 1, "frames": frames, "size": size,
-            "threads": threads, "warmup": warmup, "rounds": rounds, "device": "cpu", "form": "inference",
+            "threads": threads, "warmup": warmup, "rounds": rounds, "device": "cpu", "form": "fastest",
             "method": "interleaved with the reference, minimum over rounds"}

@@ -123,7 +123,7 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
         close_orphaned_children(client, experiment, parent)
         points = sweep_points(client, experiment, parent)
         if space.latency.measure:
-            log_params(client, parent, {"latency": {**space.latency.model_dump(), "batch": 1, "form": "inference",
+            log_params(client, parent, {"latency": {**space.latency.model_dump(), "batch": 1, "form": "fastest",
                                                     "method": "after the sweep, one point at a time, interleaved "
                                                               "with the reference; minimum over rounds"}})
             if progress_stream is not None:

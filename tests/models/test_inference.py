@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rubiks_service.models import TIERS, TSM_NAMES, VARIANTS, build_model
-from rubiks_service.models.inference import fold_batchnorm, inference_model
+from rubiks_service.models.inference import fastest_form, fold_batchnorm, inference_model
 from rubiks_service.ops.attention_shift import attention_shift_layers, set_temperature
 
 FRAMES, SIZE, CLASSES = 4, 32, 10
@@ -74,6 +74,20 @@ def test_rubiksnet_inference_form_matches(tier, variant):
 def test_tsm_inference_form_matches(name):
     model = _randomise(build_model(name, num_classes=CLASSES, num_frames=FRAMES)).train()
     _check_parity(model, copy.deepcopy(model), batch=1)
+
+
+@pytest.mark.parametrize("name", ["tsm-nano", "rubiksnet-nano"])
+def test_the_fastest_form_latency_times_is_exact(name):
+    """What latency figures time: the inference form, TSM's with channels-last weights."""
+    model = _randomise(build_model(name, num_classes=CLASSES, num_frames=FRAMES)).eval()
+    fast = fastest_form(model)
+    clips = torch.randn(2, FRAMES, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert _rel_err(fast(clips), model(clips)) < 1e-4
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    channels_last = [c.weight.is_contiguous(memory_format=torch.channels_last) and not c.weight.is_contiguous()
+                     for c in convs if c.weight.shape[-1] > 1]
+    assert channels_last and all(channels_last) == name.startswith("tsm")
 
 
 def test_annealed_aq_model_matches_without_conversion():

@@ -40,7 +40,7 @@ def test_aq_inference_params_exclude_attention():
 def test_latency_is_measured():
     prof = profile_model(build_model("tiny", num_frames=2), frames=2, size=32, latency=True, repeats=2)
     assert prof.latency_ms is not None and prof.latency_ms > 0
-    assert prof.latency["form"] == "inference" and prof.latency["repeats"] == 2
+    assert prof.latency["form"] == "fastest" and prof.latency["repeats"] == 2
 
 
 def test_measure_latency_standard_record_and_leaves_model_alone():
