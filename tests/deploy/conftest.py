@@ -1,9 +1,16 @@
 """The deployment's services, started for real on this machine the way docker-compose.yml starts
-them: each command is read from the compose file, with its host names mapped to 127.0.0.1, free
-ports, and a temporary folder for /work/runs. PostgreSQL is Debian's server binaries (the
-compose file's `postgres` image has no command of its own: initdb + pg_ctl with its user,
-password and database). Every process runs in its own process group and the whole group is
-stopped at the end (MLflow's server and `ray start` leave children)."""
+them: each command is read from the compose file, with its host names mapped to 127.0.0.1 and free
+ports. PostgreSQL is Debian's server binaries (the compose file's `postgres` image has no command of
+its own: initdb + pg_ctl with its user, password and database). The object store is moto's S3 server
+in MinIO's place, a process of its own as MinIO is a container of its own: `minio:9000` maps to it,
+.env holds its keys, and the stack makes its bucket as compose's one-shot `minio-bucket` does. It runs
+without moto's IAM checks: those cannot check the presigned URLs MLflow's server hands out for artifact
+downloads (moto reads only the Authorization header and fails them with a 500), which MinIO checks.
+
+No two services share a folder, as no two compose containers do: each process has its own working
+folder, HOME and TMPDIR, and each Ray node its own --temp-dir (Ray takes it on a non-head node too;
+without it a node on the head's machine would use the head's). Every process runs in its own process
+group and the whole group is stopped at the end (MLflow's server and `ray start` leave children)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +22,7 @@ import uuid
 import pytest
 import requests
 
+from tests.helpers.s3 import S3Server
 from tests.helpers.training import colour_data  # noqa: F401  (shared fixture: small real mp4 dataset)
 
 from .services import (BIN, PG_BIN, Process, as_postgres, compose, free_port, service_command, service_env,
@@ -22,18 +30,20 @@ from .services import (BIN, PG_BIN, Process, as_postgres, compose, free_port, se
 
 class Stack:
     def __init__(self) -> None:
+        # MinIO's stand-in (started by start_object_store), with .env's keys
+        self.s3 = S3Server(f"http://127.0.0.1:{free_port()}", f"rubiks{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
         self.token = uuid.uuid4().hex  # the cluster's Ray token
         # what `.env` holds: docker-compose.yml takes every secret from it and defaults none
         self.dotenv = {"RAY_AUTH_TOKEN": self.token, "POSTGRES_PASSWORD": uuid.uuid4().hex,
-                       "MLFLOW_ADMIN_PASSWORD": uuid.uuid4().hex, "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}
+                       "MLFLOW_ADMIN_PASSWORD": uuid.uuid4().hex, "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+                       "S3_ACCESS_KEY_ID": self.s3.key_id, "S3_SECRET_ACCESS_KEY": self.s3.secret, "S3_BUCKET": self.s3.bucket}
         self.base = tempfile.mkdtemp(prefix="rubiks-stack-")
         os.chmod(self.base, 0o755)
-        self.runs = os.path.join(self.base, "runs")
         self.logs = os.path.join(self.base, "logs")
-        os.makedirs(self.runs)
         os.makedirs(self.logs)
         self.ports = {"postgres": free_port(), "mlflow": free_port(), "gcs": free_port(), "dashboard": free_port()}
         self.hosts = {"postgres:5432": f"127.0.0.1:{self.ports['postgres']}",
+                      "minio:9000": self.s3.endpoint.removeprefix("http://"),
                       "mlflow:5000": f"127.0.0.1:{self.ports['mlflow']}",
                       "ray-head:6379": f"127.0.0.1:{self.ports['gcs']}",
                       "ray-head:8265": f"127.0.0.1:{self.ports['dashboard']}",
@@ -42,19 +52,38 @@ class Stack:
                       "--port=6379": f"--port={self.ports['gcs']}",
                       "--dashboard-port=8265": f"--dashboard-port={self.ports['dashboard']}"}
         self.processes: dict[str, Process] = {}
-        self.ray_temp = tempfile.mkdtemp(prefix="rs-ray-")  # short: Ray's socket paths live under it
+        self.folders: dict[str, dict[str, str]] = {}  # service -> its own folders (see `folders_of`)
         self.pgdata = None
 
     # --- URLs a user of the deployment has ------------------------------------------------
     @property
     def env(self) -> dict[str, str]:
-        """The environment every rubiks service of the compose file gets (RAY_AUTH_TOKEN from .env)."""
+        """The environment every rubiks service of the compose file gets (RAY_AUTH_TOKEN from .env): a
+        user's shell with the deployment's settings."""
+        return self.env_of("dispatcher")
+
+    def env_of(self, service: str) -> dict[str, str]:
+        """What `service`'s container environment holds (compose's `environment`), over this process's."""
         env = dict(os.environ)
-        env.update(service_env("dispatcher", self.hosts, self.dotenv))
+        env.update(service_env(service, self.hosts, self.dotenv))
         assert env["RAY_AUTH_TOKEN"] == self.token and env["MLFLOW_TRACKING_PASSWORD"] == self.dotenv["MLFLOW_ADMIN_PASSWORD"]
+        assert env["AWS_ENDPOINT_URL"] == self.s3.endpoint and env["AWS_SECRET_ACCESS_KEY"] == self.s3.secret
         env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+        env["AWS_EC2_METADATA_DISABLED"] = "true"  # no cloud VM here: the SDK would probe its metadata service
         env.pop("RAY_ADDRESS", None)
         return env
+
+    def folders_of(self, service: str, ray_temp: bool = False) -> dict[str, str]:
+        """`service`'s own folders, as its container's filesystem would be: its working folder, HOME and
+        TMPDIR, and for a Ray node its --temp-dir (short: Ray's socket paths live under it)."""
+        root = os.path.join(self.base, "services", service)
+        folders = {name: os.path.join(root, name) for name in ("work", "home", "tmp")}
+        for path in folders.values():
+            os.makedirs(path)
+        if ray_temp:
+            folders["ray_temp"] = tempfile.mkdtemp(prefix="rs-ray-")
+        self.folders[service] = folders
+        return folders
 
     @property
     def auth(self) -> dict[str, str]:
@@ -99,34 +128,50 @@ class Stack:
         subprocess.run(as_postgres([f"{PG_BIN}/createdb", "-h", self.pgdata, "-p", str(port), "-U", user, db]),
                        check=True, capture_output=True)
 
+    def start_object_store(self) -> None:
+        port = self.s3.endpoint.rsplit(":", 1)[1]
+        folders = self.folders_of("minio")
+        env = {**os.environ, "HOME": folders["home"], "TMPDIR": folders["tmp"]}
+        proc = Process("minio", [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", port], env, self.logs,
+                       cwd=folders["work"])
+        self.processes["minio"] = proc
+        wait_for(lambda: requests.get(self.s3.endpoint, timeout=5).status_code < 500, "S3 server", 120, proc)
+        self.s3.client().create_bucket(Bucket=self.s3.bucket)
+
     def start_mlflow(self) -> None:
         # one server process (.env's MLFLOW_WORKERS=1): on a loaded 2-core machine uvicorn's
         # supervisor kills slow-starting workers of a multi-process server
-        argv = service_command("mlflow", self.hosts, self.runs, {**self.dotenv, "MLFLOW_WORKERS": "1"})
+        argv = service_command("mlflow", self.hosts, {**self.dotenv, "MLFLOW_WORKERS": "1"})
         # the basic-auth app: its settings file (compose's `configs`) and the admin it creates, from .env
         configs = write_configs("mlflow", self.hosts, self.dotenv, self.base)
-        env = {key: configs.get(value, value) for key, value in service_env("mlflow", self.hosts, self.dotenv).items()}
+        env = {key: configs.get(value, value) for key, value in self.env_of("mlflow").items()}
         proc = self._start("mlflow", argv, env)
         wait_for(lambda: requests.get(f"{self.tracking_uri}/health", timeout=5).ok, "mlflow server", 300, proc)
 
     def start_ray(self) -> None:
-        head = service_command("ray-head", self.hosts, self.runs)
-        # two nodes on one machine need their own agent / client ports (the compose nodes are separate hosts)
-        per_node = lambda: [f"--dashboard-agent-listen-port={free_port()}", "--node-ip-address=127.0.0.1",  # noqa: E731
-                            f"--ray-client-server-port={free_port()}", "--num-cpus=2"]
-        # its own temp dir: `ray start` writes the cluster's address to <temp>/ray_current_cluster, and
-        # Ray Jobs of any later local cluster under the default /tmp/ray would resolve "auto" to this one
-        self._start_until_up("ray-head", [*head, *per_node(), f"--temp-dir={self.ray_temp}"], "ray head dashboard",
+        # two nodes on one machine need their own agent / client ports (the compose nodes are separate
+        # hosts) and their own --temp-dir: without it a non-head node uses the head's. (Also, `ray start`
+        # writes the cluster's address to <temp>/ray_current_cluster: Ray Jobs of any later local cluster
+        # under the default /tmp/ray would resolve "auto" to this one.) The head has 1 CPU: a sweep's two
+        # 1-CPU trials cannot both train there, so one runs on the other node.
+        def per_node(folders: dict[str, str], cpus: int) -> list[str]:
+            return [f"--dashboard-agent-listen-port={free_port()}", "--node-ip-address=127.0.0.1",
+                    f"--ray-client-server-port={free_port()}", f"--num-cpus={cpus}", f"--temp-dir={folders['ray_temp']}"]
+
+        head = self.folders_of("ray-head", ray_temp=True)
+        self._start_until_up("ray-head", [*service_command("ray-head", self.hosts), *per_node(head, 1)],
+                             "ray head dashboard",
                              lambda: requests.get(f"{self.dashboard}/api/version", headers=self.auth, timeout=5).ok)
-        worker = service_command("ray-gpu-worker", self.hosts, self.runs)
-        self._start_until_up("ray-worker", [*worker, *per_node()], "two Ray nodes", self._two_nodes_alive)
+        worker = self.folders_of("ray-gpu-worker", ray_temp=True)
+        self._start_until_up("ray-gpu-worker", [*service_command("ray-gpu-worker", self.hosts), *per_node(worker, 2)],
+                             "two Ray nodes", self._two_nodes_alive)
 
     def _start_until_up(self, name: str, argv: list[str], what: str, check, attempts: int = 3) -> None:
         """Start a Ray node and wait until `check` passes; a node that gives up during start-up ("timed out
         during startup", "Deadline Exceeded": Ray's own start-up deadlines, missed on a loaded machine) is
         started again, as compose's restart would."""
         for attempt in range(1, attempts + 1):
-            proc = self._start(name if attempt == 1 else f"{name}-{attempt}", argv)
+            proc = self._start(name, argv, log_name=name if attempt == 1 else f"{name}-{attempt}")
             try:
                 wait_for(check, what, 180, proc)
                 return
@@ -147,12 +192,16 @@ class Stack:
         return True
 
     def start_dispatcher(self, name: str = "dispatcher") -> Process:
-        argv = service_command("dispatcher", self.hosts, self.runs) + ["--poll", "1"]
-        return self._start(name, argv)
+        argv = service_command("dispatcher", self.hosts, self.dotenv) + ["--poll", "1"]
+        return self._start("dispatcher", argv, log_name=name)
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
-        proc = Process(name, argv, {**self.env, **(env or {})}, self.logs, cwd=self.base)
-        self.processes[name] = proc
+    def _start(self, service: str, argv: list[str], env: dict[str, str] | None = None,
+               log_name: str | None = None) -> Process:
+        """`service` as a process in its own folders (made on its first start, kept across restarts)."""
+        folders = self.folders.get(service) or self.folders_of(service)
+        env = {**self.env_of(service), **(env or {}), "HOME": folders["home"], "TMPDIR": folders["tmp"]}
+        proc = Process(log_name or service, argv, env, self.logs, cwd=folders["work"])
+        self.processes[log_name or service] = proc
         return proc
 
     def rubiks(self, *args: str, cwd: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -167,7 +216,9 @@ class Stack:
                            capture_output=True)
         if os.environ.get("RUBIKS_KEEP_STACK") is None:
             shutil.rmtree(self.base, ignore_errors=True)
-            shutil.rmtree(self.ray_temp, ignore_errors=True)
+            for folders in self.folders.values():
+                if "ray_temp" in folders:
+                    shutil.rmtree(folders["ray_temp"], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +227,7 @@ def stack():
         pytest.fail("PostgreSQL 15 server binaries are missing: scripts/test.sh installs them (apt-get install postgresql)")
     s = Stack()
     try:
+        s.start_object_store()
         s.start_postgres()
         s.start_mlflow()
         s.start_ray()

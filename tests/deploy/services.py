@@ -54,21 +54,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def service_command(name: str, hosts: dict[str, str], runs: str, dotenv: dict[str, str] | None = None) -> list[str]:
-    """The compose service's command as argv: host:port pairs mapped, 0.0.0.0 -> 127.0.0.1,
-    /work/runs -> `runs`, our environment's executables; `dotenv` plays compose's .env file."""
+def service_command(name: str, hosts: dict[str, str], dotenv: dict[str, str] | None = None) -> list[str]:
+    """The compose service's command as argv: host:port pairs mapped, 0.0.0.0 -> 127.0.0.1, our
+    environment's executables; `dotenv` plays compose's .env file. (No folder is mapped: the services
+    share none, their job data is in the object store.)"""
     text = _mapped(compose()["services"][name]["command"], hosts, dotenv or {})
-    text = text.replace("0.0.0.0", "127.0.0.1").replace("/work/runs", runs)
+    text = text.replace("0.0.0.0", "127.0.0.1")
     argv = shlex.split(text)
     exe = os.path.join(BIN, argv[0])
     return [exe if os.path.exists(exe) else argv[0], *argv[1:]]
 
 
 def _mapped(text: str, hosts: dict[str, str], dotenv: dict[str, str]) -> str:
+    """`${…}` resolved, then every `hosts` key replaced in one pass (a replacement is never matched again:
+    a free port such as 127.0.0.1:50012 must not be taken for 127.0.0.1:5000)."""
     text = resolve_defaults(text, dotenv)
-    for old, new in hosts.items():
-        text = text.replace(old, new)
-    return text
+    pattern = "|".join(re.escape(old) for old in sorted(hosts, key=len, reverse=True))
+    return re.sub(pattern, lambda m: hosts[m.group(0)], text) if hosts else text
 
 
 def service_env(name: str, hosts: dict[str, str], dotenv: dict[str, str]) -> dict[str, str]:

@@ -1,12 +1,16 @@
 """The deployment run for real (services as docker-compose.yml starts them, see conftest.py):
-PostgreSQL shared by the queue and the MLflow server (--serve-artifacts), a two-node Ray cluster
-with token authentication, and the dispatcher. From a folder outside the project a user submits
-a sweep; it succeeds and everything it logged is readable through the MLflow server; concurrent
-submits neither lose nor double a job; a SIGKILLed dispatcher restarts and the job completes
+PostgreSQL shared by the queue and the MLflow server (--serve-artifacts to an s3:// destination), a
+two-node Ray cluster with token authentication whose nodes share no folder, the dispatcher, and an S3
+server holding all job data. From a folder outside the project a user submits a sweep whose manifests,
+videos and storage_path are in the bucket; it succeeds, with a trial trained on the non-head node, its
+checkpoints and MLflow artifacts are objects in the bucket, and everything it logged is readable through
+the MLflow server; the frontier model it registered predicts an s3:// video from an empty folder;
+concurrent submits neither lose nor double a job; a SIGKILLed dispatcher restarts and the job completes
 once; the Jobs API refuses a call without the token, the MLflow server (basic-auth) one without the
 login; the MLflow UI shows the sweep in a browser that signs in."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -21,12 +25,19 @@ from .services import wait_for
 pytestmark = pytest.mark.slow
 
 
+DATA, RUNS = "stack/colours", "stack/runs"  # the job's data and its storage_path, as keys in the bucket
+
+
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory, colour_data, stack):
-    """A user's folder outside the project: a small sweep job (space + base config)."""
+    """A user's folder outside the project: a small sweep job (space + base config) whose data and
+    storage_path are in the bucket (colour_data uploaded: its manifests' video paths are relative, so
+    they resolve under the manifests' prefix)."""
     home = tmp_path_factory.mktemp("user")
-    base = training_config(colour_data, stack.runs, optim={"epochs": 1}, experiment="stack",
+    data = stack.s3.upload_tree(colour_data["root"], DATA)
+    base = training_config(colour_data, f"s3://{stack.s3.bucket}/{RUNS}", optim={"epochs": 1}, experiment="stack",
                            scaling={"num_workers": 1, "cpus_per_worker": 1.0})
+    base["data"].update({"train_manifest": f"{data}/train.csv", "val_manifest": f"{data}/val.csv"})
     write_yaml(home / "base.yaml", base)
     write_yaml(home / "space.yaml", {"name": "stack-sweep", "base": "base.yaml",
                                      "search": {"optim.lr": {"grid": [0.003, 0.01]}},
@@ -35,6 +46,17 @@ def user_dir(tmp_path_factory, colour_data, stack):
                                          "max_retries": 1})
     write_yaml(home / "train-job.yaml", {"name": "stack-train", "kind": "train", "config": "base.yaml"})
     return home
+
+
+def _train_worker_nodes(stack) -> tuple[set[str], str]:
+    """(the nodes any Ray Train worker ran on, the non-head node), from the state API (dead actors too)."""
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    nodes = requests.get(f"{stack.dashboard}/api/v0/nodes?limit=100", headers=headers, timeout=30).json()
+    worker_node, = [n["node_id"] for n in nodes["data"]["result"]["result"] if not n["is_head_node"]]
+    actors = requests.get(f"{stack.dashboard}/api/v0/actors", headers=headers, timeout=60, params={
+        "limit": 10000, "detail": 1, "filter_keys": "class_name", "filter_predicates": "=",
+        "filter_values": "RayTrainWorker"}).json()
+    return {a["node_id"] for a in actors["data"]["result"]["result"]}, worker_node
 
 
 def _ray_jobs_for(stack, job_id: str) -> list:
@@ -146,17 +168,65 @@ def test_a_sweep_submitted_from_elsewhere_runs_once_through_a_dispatcher_crash(s
         assert len(client.get_metric_history(child.info.run_id, "val_top1")) >= 1
         files = [f.path for f in client.list_artifacts(child.info.run_id, "checkpoint")]
         assert any(p.endswith(".pt") for p in files), files
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)  # a client without S3 settings: the server reads the bucket
     png = client.download_artifacts(parent.info.run_id, "pareto/pareto.png", dst_path=str(user_dir))
     import matplotlib.image
 
     image = matplotlib.image.imread(png)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
-    # nothing was written into the server's artifact folder by the client: it went over HTTP
-    assert os.path.isdir(os.path.join(stack.runs, "mlflow-artifacts"))
+
+    # no shared disk: the artifacts are objects under the server's s3:// destination, the trials' Train
+    # checkpoints objects under the sweep's storage_path, and a trial trained on the non-head node
+    artifacts = stack.s3.keys("mlflow-artifacts/")
+    assert any(k.endswith(f"/{parent.info.run_id}/artifacts/pareto/pareto.png") for k in artifacts), artifacts[:20]
+    for child in children:
+        assert any(f"/{child.info.run_id}/artifacts/checkpoint/" in k for k in artifacts), child.info.run_id
+    checkpoints = [k for k in stack.s3.keys(f"{RUNS}/") if "/checkpoint_" in k]
+    assert checkpoints, stack.s3.keys(f"{RUNS}/")[:20]
+    trained_on, worker_node = _train_worker_nodes(stack)
+    assert worker_node in trained_on, (trained_on, worker_node)
     stack.sweep = {"experiment_id": parent.info.experiment_id, "parent": parent.info.run_id,
-                   "children": [c.info.run_name for c in children],
+                   "children": [c.info.run_name for c in children], "model_uri": final["model_uri"],
                    "accuracies": [c.data.metrics["1clip_top1"] for c in children]}
     restarted.stop()
+
+
+def test_the_registered_model_predicts_a_video_in_the_bucket_from_an_empty_folder(stack, tmp_path):
+    """`rubiks predict models:/<name>/<version> s3://…` (the frontier model the job registered) with the deployment's settings: the model comes
+    through the MLflow server (from the bucket), the video from the bucket, and nothing is written to the
+    folder it runs in."""
+    sweep = getattr(stack, "sweep", None)
+    if sweep is None:
+        pytest.skip("the sweep test did not finish")
+    assert sweep["model_uri"].startswith("models:/")  # the version the job registered (models:/<name>/<version>)
+    video = f"s3://{stack.s3.bucket}/{DATA}/videos/val/blue_0.mp4"
+    done = stack.rubiks("predict", sweep["model_uri"], video, "--topk", "2", "--json", cwd=str(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["failed"] == 0 and result["num_classes"] == 2
+    row, = result["videos"]
+    assert row["video"] == video and {t["class"] for t in row["top"]} == {"red", "blue"}, row
+    assert os.listdir(tmp_path) == []
+
+
+def test_services_share_no_folder(stack, user_dir):
+    """Each service ran in folders of its own (working folder, HOME, TMPDIR, a Ray node's --temp-dir), as
+    in separate containers: none lies inside another's; each Ray node kept its session (its raylet's logs)
+    in its own --temp-dir; and no `runs/` (the CLI's default local storage) appeared anywhere."""
+    owned = [(service, path) for service, folders in stack.folders.items() for path in folders.values()]
+    for service, path in owned:
+        for other, other_path in owned:
+            if other != service:
+                assert os.path.commonpath([path, other_path]) not in (path, other_path), (service, other)
+    for node in ("ray-head", "ray-gpu-worker"):
+        raylets = glob.glob(os.path.join(stack.folders[node]["ray_temp"], "session_*", "logs", "raylet.out"))
+        assert len(raylets) == 1, (node, raylets)  # its own raylet only: the nodes do not share a session folder
+    workers = glob.glob(os.path.join(stack.folders["ray-gpu-worker"]["ray_temp"], "session_*", "logs", "worker-*.out"))
+    assert workers  # the non-head node's Ray workers (the trials' Train workers among them) log there
+    for folders in stack.folders.values():
+        assert not os.path.exists(os.path.join(folders["work"], "runs")), folders["work"]
+    assert not os.path.exists(user_dir / "runs")
 
 
 def test_the_mlflow_ui_lists_the_sweep_in_a_browser(stack):
