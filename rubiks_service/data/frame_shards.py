@@ -175,7 +175,11 @@ def read_rows(folder: str) -> dict[str, np.ndarray]:
         table = pq.read_table([storage.fs_path(f) for f in files], filesystem=storage.filesystem(), columns=list(COLUMNS))
     else:
         table = pq.read_table(files, columns=list(COLUMNS))
-    rows = frames_of_rows({name: table.column(name).to_numpy(zero_copy_only=False) for name in COLUMNS})
+    return in_path_order(frames_of_rows({name: table.column(name).to_numpy(zero_copy_only=False) for name in COLUMNS}))
+
+
+def in_path_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`rows` (columns of equal length) sorted by their video path: the same order however they were read."""
     by_path = np.argsort(rows["path"].astype(str), kind="stable")
     return {k: v[by_path] for k, v in rows.items()}
 

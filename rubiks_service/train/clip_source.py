@@ -143,9 +143,8 @@ class CachedFrames(ClipSource):
     def _worker_rows(self, shard, split: str) -> dict[str, np.ndarray]:
         """This worker's rows of `split`, in path order: its Ray Data shard read to the end."""
         parts = [self.frames_of(b) for b in shard.iter_batches(batch_size=256, batch_format="numpy")]
-        rows = {k: np.concatenate([p[k] for p in parts]) for k in ("frames", "label", "path", "valid")}
-        by_path = np.argsort(rows["path"].astype(str), kind="stable")
-        return {k: v[by_path] for k, v in rows.items()}
+        columns = ("frames", "label", "path", "valid")
+        return frame_shards.in_path_order({k: np.concatenate([p[k] for p in parts]) for k in columns})
 
     def worker_protocols(self) -> list[ClipMode]:
         # cached frames serve any protocol; the 1-clip one is the last validation, so it always comes

@@ -183,9 +183,11 @@ def train_epoch(run: WorkerRun, epoch: int) -> dict:
     }
 
 
-def validate(run: WorkerRun, epoch: int, protocol: ClipMode = names.VAL_PROTOCOL) -> AccuracyCounter:
-    return evaluate_shard(run.model, run.source, run.shards["val"], protocol, epoch, run.num_classes, run.cfg,
-                          run.device)
+def validate(run: WorkerRun, epoch: int, protocol: ClipMode = names.VAL_PROTOCOL,
+             model: torch.nn.Module | None = None) -> AccuracyCounter:
+    """`protocol` on this worker's val shard, with the training model or `model` (e.g. RS-AQ as served)."""
+    return evaluate_shard(run.model if model is None else model, run.source, run.shards["val"], protocol, epoch,
+                          run.num_classes, run.cfg, run.device)
 
 
 def end_of_run_protocols(run: WorkerRun, epoch: int, val: AccuracyCounter) -> dict:
@@ -202,8 +204,7 @@ def end_of_run_protocols(run: WorkerRun, epoch: int, val: AccuracyCounter) -> di
         if served is None and protocol == names.VAL_PROTOCOL:
             counts = val
         else:
-            counts = evaluate_shard(served or run.model, run.source, run.shards["val"], protocol, epoch,
-                                    run.num_classes, run.cfg, run.device)
+            counts = validate(run, epoch, protocol, served)
         metrics.update(counts.result(protocol))
         run.confusion[str(protocol)] = counts.confusion()  # to the checkpoint, not the report: a matrix
     return metrics
