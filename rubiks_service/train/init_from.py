@@ -4,7 +4,8 @@ learning-rate schedule and the epoch start fresh.
     a checkpoint file (a training checkpoint, the MLflow model's, or the reference release's format)
       -> read with the safe reader (`read_checkpoint_file`: tensors and plain data only)
       -> its architecture must be the config's model (a 2D checkpoint of the tier is inflated:
-         `models.inflate`, temporal rows by `model.inflate_temporal`)
+         `models.inflate`, temporal rows by `model.inflate_temporal`; an RS checkpoint starting an
+         RS-AQ model has its 1x1s and spatial shifts moved to RS-AQ's layout: `models.aq_from_rs`)
       -> tensors that match a model key in name and shape load; the classifier head is left at its
          fresh initialisation when the classes differ; what loaded, what was skipped (and why) and what
          kept its fresh initialisation is the `InitReport`
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from rubiks_service.models import TSMResNet, model_entry
+from rubiks_service.models.aq_from_rs import aq_state_from_rs, is_rs_state
 from rubiks_service.models.checkpoint import CheckpointError, read_checkpoint_file
 from rubiks_service.models.inflate import inflate_state_dict, is_2d_state
 from rubiks_service.models.rubiksnet import RubiksNet
@@ -45,6 +47,7 @@ class InitReport:
     architecture: str | None  # the checkpoint's model name, when it records one
     loaded: list[str] = field(default_factory=list)  # model keys set from the checkpoint
     inflated: list[str] = field(default_factory=list)  # of those, 3D shifts inflated from 2D ones
+    from_rs: list[str] = field(default_factory=list)  # of those, RS weights moved to RS-AQ's layout
     skipped: dict[str, str] = field(default_factory=dict)  # checkpoint key -> why it was not used
     reinitialised: list[str] = field(default_factory=list)  # model keys that keep their fresh init
     frozen: list[str] = field(default_factory=list)  # parameters that do not train
@@ -53,6 +56,7 @@ class InitReport:
     def line(self) -> str:
         """One line for the console."""
         inflated = f" ({len(self.inflated)} 2D shifts inflated)" if self.inflated else ""
+        inflated += f" ({len(self.from_rs)} RS tensors in RS-AQ's layout)" if self.from_rs else ""
         skipped = ", ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:3])
         skipped += ", ..." if len(self.skipped) > 3 else ""
         version = f" [{self.version}]" if self.version else ""
@@ -66,7 +70,7 @@ class InitReport:
         """The numbers a run logs as params."""
         return {"init_from.loaded": len(self.loaded), "init_from.inflated": len(self.inflated),
                 "init_from.skipped": len(self.skipped), "init_from.reinitialised": len(self.reinitialised),
-                "init_from.frozen": len(self.frozen)}
+                "init_from.frozen": len(self.frozen), "init_from.from_rs": len(self.from_rs)}
 
 
 def _short(keys: list[str], n: int = 4) -> str:
@@ -125,6 +129,8 @@ def load_init_weights(model: nn.Module, state, *, model_name: str, classes: list
     own = model.state_dict()
     if is_2d_state(weights) and any(k.endswith(".as3.rubiks3d.shift") for k in own):
         weights, report.inflated = inflate_state_dict(weights, temporal_init)
+    if is_rs_state(weights) and any(k.endswith(".conv2.0.weight") for k in own):  # RS -> RS-AQ
+        weights, report.from_rs = aq_state_from_rs(weights)
     head = head_prefix(model)
     new_classes = classes is not None and ckpt_classes is not None and list(ckpt_classes) != list(classes)
     take = {}
@@ -143,6 +149,7 @@ def load_init_weights(model: nn.Module, state, *, model_name: str, classes: list
     model.load_state_dict(take, strict=False)
     report.loaded = list(take)
     report.inflated = [k for k in report.inflated if k in take]
+    report.from_rs = [k for k in report.from_rs if k in take]
     report.reinitialised = [k for k in own if k not in take]
     return report
 

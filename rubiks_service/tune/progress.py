@@ -57,6 +57,13 @@ class SweepProgress(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._ended(trial, failed=True)
 
+    def skip(self, trials: list) -> None:
+        """Trials that will not run (their starting trial did not finish): counted as failed."""
+        if trials and self.bar is not None:
+            self.failed += len(trials)
+            self.bar.update(len(trials))
+            self._refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

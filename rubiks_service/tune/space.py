@@ -9,6 +9,7 @@
       optim.lr: {loguniform: [0.001, 0.01]}
     extra_trials:                        # fixed points run besides the grid
       - {name: per-frame, set: {model.temporal_shift: false}}   # kind (family): from the config, or given
+      - {name: RS-AQ from RS, set: {model.variant: rs-aq}, start_from: rubiksnet-nano}
     seeds: [0, 1, 2]                     # replicates: every point runs once per seed (grouped in MLflow)
     num_samples: 1                       # repeats of the grid (random keys re-drawn each time)
     max_concurrent_trials: 2
@@ -23,6 +24,9 @@ to Tune to sample. With `seeds`, every point (grid or extra) runs once per seed:
 the point's label (tag `rubiks.point`) and are summarised as one group (n, mean, 95% interval);
 sampled keys would differ between a point's replicates, so `seeds` takes grid values only. ASHA
 judges every replicate as a trial of its own (a stopped replicate is left out of its group's n).
+An extra trial with `start_from: <point>` is fine-tuned from that point's trained model of the same seed
+(`model.init_from: runs:/<its run>/model`): the sweep runs such trials after the others, as a second
+stage; a replicate whose starting trial did not finish does not run.
 Every key and every value a trial could get is checked
 against the training config before anything starts: an unknown key or a value
 of the wrong type or range is a `ConfigError` naming the file and the key.
@@ -91,6 +95,7 @@ class ExtraTrial(StrictModel):
     name: str
     kind: Literal[FAMILIES] | None = None  # the point's family; unset: from its config (`family`)
     set: dict[str, Any] = Field(default_factory=dict)
+    start_from: str | None = None  # another point's label: start from its trained model of the same seed
 
 
 class Scheduler(StrictModel):
@@ -142,20 +147,45 @@ class SearchSpace(StrictModel):
             raise ValueError("seeds: the trials' seed comes from `seeds`; leave `seed` out of set/search/extra_trials")
         return self
 
+    @model_validator(mode="after")
+    def _starts(self):
+        first_stage = {p["label"] for p in self.points() if p["start_from"] is None}
+        for extra in self.extra_trials:
+            if extra.start_from is None:
+                continue
+            if extra.start_from not in first_stage:
+                raise ValueError(f"extra trial {extra.name!r}: start_from {extra.start_from!r} is not a point that "
+                                 f"starts from scratch (one of: {', '.join(sorted(first_stage))})")
+            if self.num_samples != 1 or self.random_keys():
+                raise ValueError(f"extra trial {extra.name!r}: start_from pairs trials by seed, which needs "
+                                 "num_samples 1 and grid values only")
+            if "model.init_from" in extra.set:
+                raise ValueError(f"extra trial {extra.name!r}: give start_from or model.init_from, not both")
+        return self
+
     def points(self) -> list[dict[str, Any]]:
         """The distinct points of the space: the grid's cartesian product, then the extra trials; each
         {"label", "kind", "set"}."""
         keys = [k for k, d in self.search.items() if d.kind == "grid"]
         combos = itertools.product(*(self.search[k].grid for k in keys))
-        points = [{"label": _label(dict(zip(keys, c))), "kind": None, "set": dict(zip(keys, c))} for c in combos]
-        points += [{"label": e.name, "kind": e.kind, "set": dict(e.set)} for e in self.extra_trials]
+        points = [{"label": _label(dict(zip(keys, c))), "kind": None, "set": dict(zip(keys, c)), "start_from": None}
+                  for c in combos]
+        points += [{"label": e.name, "kind": e.kind, "set": dict(e.set), "start_from": e.start_from}
+                   for e in self.extra_trials]
         return points
 
-    def grid_points(self) -> list[dict[str, Any]]:
+    @property
+    def stages(self) -> int:
+        """1, or 2 when some point starts from another's trained models."""
+        return 2 if any(e.start_from for e in self.extra_trials) else 1
+
+    def grid_points(self, stage: int | None = None) -> list[dict[str, Any]]:
         """One override dict per trial: every point, once per seed when `seeds` is given (seed by seed,
         so an interrupted sweep has every point at fewer seeds rather than some points at none). Each
-        trial's `point` is its point's label, shared by its replicates."""
-        points = self.points()
+        trial's `point` is its point's label, shared by its replicates. `stage` 1: the points that start
+        from scratch; 2: those that start from another's models (`start_from`); None: all."""
+        points = [p for p in self.points()
+                  if stage is None or (p["start_from"] is None) == (stage == 1)]
         if self.seeds is None:
             return [{**p, "point": p["label"], "seed": None} for p in points]
         return [{**p, "point": p["label"], "seed": seed, "set": {**p["set"], "seed": seed}}
@@ -194,8 +224,9 @@ class LoadedSpace:
         """A grid point's family: the one its extra trial names, else the one its config gives."""
         return point.get("kind") or family(self.trial_config(point["set"]))
 
-    def param_space(self) -> dict:
-        """Tune's param space: {"point": grid over trial points, "<key>": sampled distribution, ...}."""
+    def param_space(self, points: list[dict] | None = None) -> dict:
+        """Tune's param space: {"point": grid over trial points (`points`, default all of the first
+        stage), "<key>": sampled distribution, ...}."""
         from ray import tune
 
         sampled = {}
@@ -206,7 +237,8 @@ class LoadedSpace:
                 sampled[key] = tune.uniform(*dist.uniform)
             else:
                 sampled[key] = tune.loguniform(*dist.loguniform)
-        return {"point": tune.grid_search(self.space.grid_points()), "sampled": sampled}
+        points = self.space.grid_points(stage=1) if points is None else points
+        return {"point": tune.grid_search(points), "sampled": sampled}
 
 
 def load_space(path: str) -> LoadedSpace:
@@ -225,9 +257,10 @@ def _check_trials(loaded: LoadedSpace) -> None:
         _check_key(loaded.path, key)
     probes = [{}] + [{k: v} for k, d in space.random_keys().items() for v in d.probe_values()]
     for point in space.grid_points():
+        started = {"model.init_from": "runs:/<its start>/model"} if point["start_from"] else {}
         for probe in probes:
             try:
-                loaded.trial_config({**point["set"], **probe})
+                loaded.trial_config({**point["set"], **started, **probe})
             except ConfigError as exc:
                 raise ConfigError(f"{loaded.path}: trial {point['label']!r} {probe or ''} is invalid: "
                                   f"{str(exc).split(': ', 1)[-1]}") from None

@@ -1,6 +1,7 @@
 """A sweep: Ray Tune trials, each a tracked Ray Train run, under one MLflow parent run.
 
-    Tuner(function trainable)                       (driver; ASHA on val_top1 per epoch)
+    Tuner(function trainable)                       (driver; ASHA on val_top1 per epoch; a second Tuner
+                                                  for the points that start from the first's models)
       trial.run_trial: run_tracked_training(cfg)    (child MLflow run, nested TorchTrainer)
                TorchTrainer(..., callbacks=[TuneReportCallback])  -> epoch metrics reach ASHA
 
@@ -72,6 +73,22 @@ def _check_room_for_reads(space, base) -> None:
                         f"lower scaling.cpus_per_worker or max_concurrent_trials")
 
 
+def started_points(second_stage: list[dict], finished: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(trials to run, trials skipped) of the second stage: each trial starts from the finished trial of
+    its `start_from` point with the same seed (`model.init_from: runs:/<run>/model`); a trial whose start
+    did not finish is skipped."""
+    runs = {(p["point"], str(p["seed"]) if p["seed"] not in (None, "") else ""): p["run_id"] for p in finished}
+    started, skipped = [], []
+    for trial in second_stage:
+        seed = "" if trial["seed"] is None else str(trial["seed"])
+        run_id = runs.get((trial["start_from"], seed))
+        if run_id is None:
+            skipped.append(trial)
+        else:
+            started.append({**trial, "set": {**trial["set"], "model.init_from": f"runs:/{run_id}/model"}})
+    return started, skipped
+
+
 def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_path: str | None = None,
               verbose: int = 0, progress_stream=None) -> SweepOutcome:
     """Run every trial of the space; the caller has started Ray (with the dashboard: see `ray_session`).
@@ -87,12 +104,14 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
     client = make_client(uri)
     epochs = max(loaded.trial_config(p["set"]).optim.epochs for p in space.grid_points())
     _check_room_for_reads(space, base)
-    if space.scheduler.type == "asha":
-        # max_t beyond the last epoch: the final report (after evaluation) must not be cut off
-        scheduler = ASHAScheduler(time_attr=EPOCH, grace_period=space.scheduler.grace_period,
-                                  reduction_factor=space.scheduler.reduction_factor, max_t=epochs + 1)
-    else:
-        scheduler = FIFOScheduler()
+
+    def scheduler():  # one per Tuner: a scheduler keeps the results of the trials it has seen
+        if space.scheduler.type == "asha":
+            # max_t beyond the last epoch: the final report (after evaluation) must not be cut off
+            return ASHAScheduler(time_attr=EPOCH, grace_period=space.scheduler.grace_period,
+                                 reduction_factor=space.scheduler.reduction_factor, max_t=epochs + 1)
+        return FIFOScheduler()
+
     tune_path, tune_filesystem = object_storage.ray_storage(object_storage.join(storage, "tune"))
     with tracked_run(client, experiment, space.name, tags={PARENT_TAG: "parent"},
                      artifact_root=default_artifact_root(uri, storage)) as parent:
@@ -104,23 +123,36 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
             from .progress import SweepProgress
 
             display = SweepProgress(len(space.grid_points()) * space.num_samples, progress_stream)
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"CPU": 0.01}),  # a token: the nested trainer reserves the real CPUs
-            param_space=loaded.param_space(),
-            tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, scheduler=scheduler,
-                                        num_samples=space.num_samples,
-                                        max_concurrent_trials=space.max_concurrent_trials),
-            run_config=tune.RunConfig(name=space.name, storage_path=tune_path,
-                                      storage_filesystem=tune_filesystem, verbose=verbose,
-                                      callbacks=[display] if display else None),
-        )
+
+        def fit(name: str, trial_points: list[dict]):
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"CPU": 0.01}),  # a token: the nested trainer reserves the real CPUs
+                param_space=loaded.param_space(trial_points),
+                tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, scheduler=scheduler(),
+                                            num_samples=space.num_samples,
+                                            max_concurrent_trials=space.max_concurrent_trials),
+                run_config=tune.RunConfig(name=name, storage_path=tune_path,
+                                          storage_filesystem=tune_filesystem, verbose=verbose,
+                                          callbacks=[display] if display else None),
+            )
+            results = tuner.fit()
+            close_orphaned_children(client, experiment, parent)
+            return results
+
+        skipped: list[dict] = []
         try:
-            grid = tuner.fit()
+            grid = list(fit(space.name, space.grid_points(stage=1)))
+            if space.stages == 2:  # the points that start from the first stage's trained models
+                started, skipped = started_points(space.grid_points(stage=2),
+                                                  sweep_points(client, experiment, parent))
+                if display:
+                    display.skip(skipped)
+                if started:
+                    grid += list(fit(f"{space.name}-started", started))
         finally:
             if display:
                 display.close()
-        errors = sum(1 for r in grid if r.error is not None)
-        close_orphaned_children(client, experiment, parent)
+        errors = sum(1 for r in grid if r.error is not None) + len(skipped)
         points = sweep_points(client, experiment, parent)
         if space.latency.measure:
             log_params(client, parent, {"latency": {**space.latency.model_dump(), "batch": 1, "form": "fastest",
@@ -136,7 +168,8 @@ def run_sweep(loaded: LoadedSpace, *, tracking_uri: str | None = None, storage_p
         groups = group_points(points)
         verdicts = [c.as_dict() for c in conclusions(groups)]
         report = _report(client, parent, space.name, points, groups, verdicts)
-    return SweepOutcome(parent, experiment, json_ready(points), json_ready(groups), json_ready(verdicts), len(grid),
+    return SweepOutcome(parent, experiment, json_ready(points), json_ready(groups), json_ready(verdicts),
+                        len(grid) + len(skipped),
                         errors, png, table, registered, report)
 
 

@@ -208,3 +208,33 @@ def test_shipped_configs_and_a_sweep_whose_base_starts_from_a_model(tmp_path, co
     space["search"]["model.freeze_stages"] = {"grid": [0, 9]}
     with pytest.raises(ConfigError, match="freeze_stages"):
         load_space(write_yaml(tmp_path / "space.yaml", space))
+
+
+def test_an_rs_checkpoint_starts_rs_aq_in_its_layout_and_computes_the_same_without_temporal_shifts(
+        tmp_path, colour_data):
+    """RS -> RS-AQ (the paper's way to train RS-AQ): every 1x1 and spatial shift lands under RS-AQ's keys;
+    with RS's temporal shifts at zero and RS-AQ's attention on the zero shift, both compute the same."""
+    rs = _randomise(build_model("rubiksnet-nano", num_classes=2, num_frames=4, variant="rs"))
+    with torch.no_grad():
+        for name, p in rs.named_parameters():
+            if name.endswith(SHIFT_3D_SUFFIX):
+                p.uniform_(-1.0, 1.0)
+                p[0].zero_()  # no temporal shift: the one part RS-AQ cannot take over
+    path = str(tmp_path / "rs.pt")
+    torch.save(checkpoint_dict(rs, classes=CLASSES), path)
+    cfg = _cfg(colour_data, tmp_path, name="rubiksnet-nano", variant="rs-aq", init_from=path)
+    aq = build_from_config(cfg, len(CLASSES))
+    report = init_weights(aq, cfg, read_init_checkpoint(path), CLASSES)
+    assert len(report.from_rs) == 10 and not report.skipped
+    assert sorted({k.rsplit(".", 1)[-1] for k in report.reinitialised}) == ["T", "weight"]
+    assert all(".conv2.0." in k for k in report.reinitialised)  # only the attention starts fresh
+    assert "RS tensors in RS-AQ's layout" in report.line()
+    for layer in aq.modules():
+        if hasattr(layer, "hard_shift") and hasattr(layer, "convert_"):
+            with torch.no_grad():
+                layer.weight.zero_()
+                layer.weight[:, layer.max_shift] = 1.0  # all attention on the zero shift
+            layer.convert_()
+    clip = torch.randn(2, 4, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(aq.eval()(clip), rs(clip), atol=1e-5)

@@ -65,3 +65,31 @@ def test_seeds_replicate_every_point_and_same_seed_same_weights(tmp_path, colour
     row = {r["label"]: r for r in printed["rows"]}["base"]
     assert row["n"] == 2 and row["1clip_top1_mean"] == pytest.approx(groups["base"]["1clip_top1_mean"])
     assert "1clip_top1_ci95" in row and printed["conclusions"][0]["verdict"] in ("beats", "trails", "tied")
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_point_started_from_another_runs_after_it_from_its_model_of_the_same_seed(tmp_path, colour_data, capsys):
+    """`start_from`: RS-AQ fine-tuned from RS, replicate by replicate. The second stage's trials start
+    from the first stage's MLflow model of their own seed (RS weights moved to RS-AQ's layout) and are
+    grouped and compared like any point."""
+    storage = str(tmp_path / "runs")
+    base = write_yaml(tmp_path / "base.yaml", training_config(
+        colour_data, storage, model={"name": "rubiksnet-nano", "variant": "rs"}, optim={"epochs": 1},
+        scaling={"cpus_per_worker": 0.5}))
+    space = write_yaml(tmp_path / "space.yaml", {
+        "name": "started", "base": base, "seeds": [0, 1],
+        "extra_trials": [{"name": "aq", "set": {"model.variant": "rs-aq"}, "start_from": "base"}],
+        "max_concurrent_trials": 2, "scheduler": {"type": "fifo"}, "latency": {"measure": False},
+    })
+    outcome = run_sweep(load_space(space))
+    assert outcome.trials == 4 and outcome.errors == 0
+    client = make_client("sqlite:///" + os.path.join(storage, "mlflow.db"))
+    runs = child_runs(client, "tests", outcome.parent_run_id)
+    by = {(r.data.tags["rubiks.point"], r.data.tags["rubiks.seed"]): r for r in runs}
+    assert set(by) == {("base", "0"), ("base", "1"), ("aq", "0"), ("aq", "1")}
+    for seed in ("0", "1"):
+        started, start = by[("aq", seed)], by[("base", seed)]
+        assert started.data.tags["rubiks.init_from"] == f"runs:/{start.info.run_id}/model"
+        assert started.data.params["model.variant"] == "rs-aq" and int(started.data.params["init_from.from_rs"]) == 10
+        assert started.info.start_time >= start.info.end_time  # the second stage runs after the first
+    assert {g["label"]: g["n"] for g in outcome.groups} == {"base": 2, "aq": 2}

@@ -137,3 +137,26 @@ def test_relative_paths_in_a_space_are_taken_from_its_folder(tmp_path, base_yaml
     cfg = loaded.trial_config({})
     assert cfg.data.train_frames == str(tmp_path / "frames" / "train")
     assert cfg.data.val_frames == str(tmp_path / "frames" / "val")
+
+
+def test_start_from_names_a_first_stage_point_and_pairs_trials_by_seed(tmp_path, base_yaml):
+    """`start_from`: a second stage of trials, each paired with the finished trial of the same seed of
+    the point it names; a replicate whose start did not finish is skipped. Unknown or chained starts,
+    sampled keys and a second init_from are refused in one line."""
+    from rubiks_service.tune.sweep import started_points
+
+    loaded = load_space(_space(tmp_path, base_yaml, seeds=[0, 1], extra_trials=[
+        {"name": "aq", "set": {"model.variant": "rs-aq"}, "start_from": "budget=0.5"}]))
+    assert loaded.space.stages == 2
+    assert [(t["point"], t["seed"]) for t in loaded.space.grid_points(stage=2)] == [("aq", 0), ("aq", 1)]
+    assert all(t["point"] != "aq" for t in loaded.space.grid_points(stage=1))
+    finished = [{"point": "budget=0.5", "seed": "1", "run_id": "r1"}, {"point": "budget=0.25", "seed": "0", "run_id": "x"}]
+    started, skipped = started_points(loaded.space.grid_points(stage=2), finished)
+    assert [t["set"]["model.init_from"] for t in started] == ["runs:/r1/model"]
+    assert [t["seed"] for t in skipped] == [0]
+    for extra, problem in [({"start_from": "nope"}, "not a point that starts from scratch"),
+                           ({"start_from": "aq"}, "not a point that starts from scratch"),
+                           ({"start_from": "budget=0.5", "set": {"model.init_from": "x.pt"}}, "not both")]:
+        trial = {"name": "aq", "set": {}, **extra}
+        with pytest.raises(ConfigError, match=problem):
+            load_space(_space(tmp_path, base_yaml, seeds=[0], extra_trials=[trial]))
