@@ -7,6 +7,7 @@ the kernel runs one tile per thread), in one process and interleaved round by ro
     gemm       the block's 1x1 GEMMs alone, one BLAS call per frame (sgemm, as the kernel calls it)
     packed     the same GEMMs with the weights packed once into MKL's panel format (cblas_sgemm_pack,
                then cblas_sgemm_compute): the "pack once, call the micro-kernel" design
+    onednn     the same 1x1s as oneDNN's channels-last convolutions over all frames (another GEMM engine)
 
 Sums over the blocks give the share of the block time that is GEMM (the floor a fused design can reach
 without a faster GEMM), and whether packed weights pay. Needs torch with MKL (its BLAS symbols are read
@@ -117,12 +118,17 @@ def main() -> None:
         h, w = x.shape[-2:]
         hd, wd = (h + stride - 1) // stride, (w + stride - 1) // stride
         gemms = [FrameGemm(lib, block.conv2.weight, h * w, args.frames), FrameGemm(lib, block.conv3.weight, hd * wd, args.frames)]
+        convs = [(torch.randn(args.frames, block.conv2.weight.shape[1], h, w), block.conv2.weight),
+                 (torch.randn(args.frames, block.conv3.weight.shape[1], hd, wd), block.conv3.weight)]
         if block.shortcut is not None:
             gemms.append(FrameGemm(lib, block.shortcut.weight, hd * wd, args.frames))
+            convs.append((torch.randn(args.frames, block.shortcut.weight.shape[1], hd, wd), block.shortcut.weight))
+        convs = [(x_.contiguous(memory_format=torch.channels_last), w_.reshape(*w_.shape[:2], 1, 1)) for x_, w_ in convs]
         for g in gemms:
             g.check()
         calls = {"block": lambda: block(x), "gemm": lambda: [g.plain() for g in gemms],
-                 "packed": lambda: [g.packed_call() for g in gemms]}
+                 "packed": lambda: [g.packed_call() for g in gemms],
+                 "onednn": lambda: [torch.nn.functional.conv2d(x_, w_) for x_, w_ in convs]}
         best = dict.fromkeys(calls, float("inf"))
         with torch.no_grad():
             for _ in range(args.rounds):
@@ -133,7 +139,7 @@ def main() -> None:
         macs = sum(g.M * g.K * g.P * g.frames for g in gemms)
         rows.append({"input": list(x.shape), "stride": stride, "gmacs": macs / 1e9,
                      **{f"{k}_ms": v * 1e3 for k, v in best.items()}})
-    total = {k: sum(r[f"{k}_ms"] for r in rows) for k in ("block", "gemm", "packed")}
+    total = {k: sum(r[f"{k}_ms"] for r in rows) for k in ("block", "gemm", "packed", "onednn")}
     gmacs = sum(r["gmacs"] for r in rows)
     result = {
         "benchmark": "bench_block_gemm", "model": args.model, "clip": [1, args.frames, 3, args.size, args.size],
@@ -141,13 +147,17 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         "total_ms": total, "gemm_share_of_block": total["gemm"] / total["block"],
         "packed_vs_plain_gemm": total["gemm"] / total["packed"],
-        "gmac_per_s": {"block": gmacs / total["block"] * 1e3, "gemm": gmacs / total["gemm"] * 1e3},
+        "onednn_vs_plain_gemm": total["gemm"] / total["onednn"],
+        "best_engine_per_block_vs_plain": total["gemm"] / sum(min(r["gemm_ms"], r["onednn_ms"]) for r in rows),
+        "gmac_per_s": {k: gmacs / total[k] * 1e3 for k in total},
         "blocks": rows,
     }
     emit_json(result, args.out)
     print(f"{args.model}: blocks {total['block']:.1f} ms, their GEMMs alone {total['gemm']:.1f} ms "
           f"({result['gemm_share_of_block']:.0%}), packed weights {total['packed']:.1f} ms "
-          f"(x{result['packed_vs_plain_gemm']:.2f} vs plain)", file=sys.stderr)
+          f"(x{result['packed_vs_plain_gemm']:.2f} vs plain), oneDNN {total['onednn']:.1f} ms "
+          f"(x{result['onednn_vs_plain_gemm']:.2f}; the faster engine per block x{result['best_engine_per_block_vs_plain']:.2f})",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
