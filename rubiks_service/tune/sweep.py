@@ -77,11 +77,14 @@ def started_points(second_stage: list[dict], finished: list[dict]) -> tuple[list
     """(trials to run, trials skipped) of the second stage: each trial starts from the finished trial of
     its `start_from` point with the same seed (`model.init_from: runs:/<run>/model`); a trial whose start
     did not finish is skipped."""
-    runs = {(p["point"], str(p["seed"]) if p["seed"] not in (None, "") else ""): p["run_id"] for p in finished}
+    by_seed = {(p["point"], str(p["seed"])): p["run_id"] for p in finished}
+    by_point = {p["point"]: p["run_id"] for p in finished}  # without `seeds`: a point's one trial
     started, skipped = [], []
     for trial in second_stage:
-        seed = "" if trial["seed"] is None else str(trial["seed"])
-        run_id = runs.get((trial["start_from"], seed))
+        if trial["seed"] is None:
+            run_id = by_point.get(trial["start_from"])
+        else:
+            run_id = by_seed.get((trial["start_from"], str(trial["seed"])))
         if run_id is None:
             skipped.append(trial)
         else:

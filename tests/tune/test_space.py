@@ -154,6 +154,11 @@ def test_start_from_names_a_first_stage_point_and_pairs_trials_by_seed(tmp_path,
     started, skipped = started_points(loaded.space.grid_points(stage=2), finished)
     assert [t["set"]["model.init_from"] for t in started] == ["runs:/r1/model"]
     assert [t["seed"] for t in skipped] == [0]
+    # without `seeds` each point has one trial (its run's seed is the config's): paired by point
+    plain = load_space(_space(tmp_path, base_yaml, extra_trials=[
+        {"name": "aq", "set": {"model.variant": "rs-aq"}, "start_from": "budget=0.5"}]))
+    started, skipped = started_points(plain.space.grid_points(stage=2), [{"point": "budget=0.5", "seed": "0", "run_id": "r"}])
+    assert [t["set"]["model.init_from"] for t in started] == ["runs:/r/model"] and not skipped
     for extra, problem in [({"start_from": "nope"}, "not a point that starts from scratch"),
                            ({"start_from": "aq"}, "not a point that starts from scratch"),
                            ({"start_from": "budget=0.5", "set": {"model.init_from": "x.pt"}}, "not both")]:
