@@ -165,7 +165,7 @@ class SearchSpace(StrictModel):
 
     def points(self) -> list[dict[str, Any]]:
         """The distinct points of the space: the grid's cartesian product, then the extra trials; each
-        {"label", "kind", "set"}."""
+        {"label", "kind", "set", "start_from"}."""
         keys = [k for k, d in self.search.items() if d.kind == "grid"]
         combos = itertools.product(*(self.search[k].grid for k in keys))
         points = [{"label": _label(dict(zip(keys, c))), "kind": None, "set": dict(zip(keys, c)), "start_from": None}
