@@ -14,6 +14,7 @@ import torch
 
 RS_CONV = ".conv2.weight"
 RS_SHIFT = ".as3.rubiks3d.shift"
+AQ_ATTENTION = ".conv2.0.weight"
 AQ_CONV = ".conv2.1.weight"
 AQ_SHIFT = ".as3.shift"
 
@@ -21,6 +22,11 @@ AQ_SHIFT = ".as3.shift"
 def is_rs_state(state: dict[str, torch.Tensor]) -> bool:
     """Whether a state dict holds RS blocks (learnable 3D shifts)."""
     return any(key.endswith(RS_SHIFT) for key in state)
+
+
+def is_aq_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict holds RS-AQ blocks (temporal attention before the first 1x1)."""
+    return any(key.endswith(AQ_ATTENTION) for key in state)
 
 
 def aq_state_from_rs(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:

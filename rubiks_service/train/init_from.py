@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rubiks_service.models import TSMResNet, model_entry
-from rubiks_service.models.aq_from_rs import aq_state_from_rs, is_rs_state
+from rubiks_service.models.aq_from_rs import aq_state_from_rs, is_aq_state, is_rs_state
 from rubiks_service.models.checkpoint import CheckpointError, read_checkpoint_file
 from rubiks_service.models.inflate import inflate_state_dict, is_2d_state
 from rubiks_service.models.rubiksnet import RubiksNet
@@ -129,7 +129,7 @@ def load_init_weights(model: nn.Module, state, *, model_name: str, classes: list
     own = model.state_dict()
     if is_2d_state(weights) and any(k.endswith(".as3.rubiks3d.shift") for k in own):
         weights, report.inflated = inflate_state_dict(weights, temporal_init)
-    if is_rs_state(weights) and any(k.endswith(".conv2.0.weight") for k in own):  # RS -> RS-AQ
+    if is_rs_state(weights) and is_aq_state(own):  # RS -> RS-AQ
         weights, report.from_rs = aq_state_from_rs(weights)
     head = head_prefix(model)
     new_classes = classes is not None and ckpt_classes is not None and list(ckpt_classes) != list(classes)

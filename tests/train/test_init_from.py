@@ -10,6 +10,7 @@ from rubiks_service.cli import main as cli_main
 from rubiks_service.models import build_model
 from rubiks_service.models.checkpoint import checkpoint_dict
 from rubiks_service.models.inflate import SHIFT_3D_SUFFIX, inflate_model, inflate_state_dict, rubiksnet2d
+from rubiks_service.ops.attention_shift import attention_shift_layers, convert_attention_shifts
 from rubiks_service.train.config import ConfigError, load_config, validate
 from rubiks_service.train.init_from import InitFromError, load_init_weights, read_init_checkpoint
 from rubiks_service.train.model_factory import build_from_config, init_weights
@@ -229,12 +230,11 @@ def test_an_rs_checkpoint_starts_rs_aq_in_its_layout_and_computes_the_same_witho
     assert sorted({k.rsplit(".", 1)[-1] for k in report.reinitialised}) == ["T", "weight"]
     assert all(".conv2.0." in k for k in report.reinitialised)  # only the attention starts fresh
     assert "RS tensors in RS-AQ's layout" in report.line()
-    for layer in aq.modules():
-        if hasattr(layer, "hard_shift") and hasattr(layer, "convert_"):
-            with torch.no_grad():
-                layer.weight.zero_()
-                layer.weight[:, layer.max_shift] = 1.0  # all attention on the zero shift
-            layer.convert_()
+    for layer in attention_shift_layers(aq):
+        with torch.no_grad():
+            layer.weight.zero_()
+            layer.weight[:, layer.max_shift] = 1.0  # all attention on the zero shift
+    convert_attention_shifts(aq)
     clip = torch.randn(2, 4, 3, 24, 24)
     with torch.no_grad():
         assert torch.allclose(aq.eval()(clip), rs(clip), atol=1e-5)
