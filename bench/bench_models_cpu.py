@@ -15,7 +15,7 @@ model's inference form at batch 1.
     python bench/bench_models_cpu.py --quick --json          # fewer rounds, stdout holds only JSON
     python bench/bench_models_cpu.py --batches 1 --train-batch 0 --models rubiksnet-tiny rubiksnet-large \
         tsm-r18 tsm-r50 --profile                              # + where rubiksnet-tiny's time goes
-    ... --keep-heap        # freed activations stay in the heap (no page faults per call; in the JSON)
+    ... --default-heap     # glibc's defaults: freed activations faulted in again every call (in the JSON)
     ... --forms inference modules channels-last compiled int8   # each model's best forms, best against best
 
 Forms (--forms; each timed where it applies, interleaved with the others):
@@ -31,8 +31,6 @@ The `best` ratios compare each model's fastest fp32 form (int8 apart: `best_int8
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import datetime as dt
 import os
 import platform
@@ -46,6 +44,7 @@ import torch
 
 from rubiks_service.models import build_model, model_entry
 from rubiks_service.models.inference import inference_model
+from rubiks_service.models.process_heap import retain_freed_memory
 from rubiks_service.models.profile import profile_model
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -61,42 +60,38 @@ ROUNDS = {"full": {"batch1": (2, 7), "batch8": (1, 3), "train": (1, 2)},
           "quick": {"batch1": (1, 3), "batch8": (1, 1), "train": (1, 1)}}
 
 
-def _keep_heap() -> bool:
-    """Raise glibc's trim threshold (and pin its mmap threshold at the 32 MiB maximum) so memory freed
-    between calls stays in the heap: without it a forward whose freed activations leave the heap top
-    hands them back to the kernel and faults them in, zeroed, again on the next call (~20k minor faults
-    a batch-1 rubiksnet-tiny forward on the 2-core EPYC). False where mallopt is not there (not glibc)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 32 << 20))
-    except (OSError, AttributeError, TypeError):
-        return False
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _interleaved(calls: dict[str, callable], warmup: int, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of every entry; each round calls every entry once, in order."""
+def _interleaved(calls: dict[str, callable], warmup: int, rounds: int,
+                 faults: dict[str, list[int]] | None = None) -> dict[str, list[float]]:
+    """Seconds per call of every entry (and, into `faults`, its minor page faults); each round calls every
+    entry once, in order."""
     for _ in range(warmup):
         for fn in calls.values():
             fn()
     times = {key: [] for key in calls}
+    faults = {} if faults is None else faults
+    faults.update({key: [] for key in calls})
     for i in range(rounds):
         for key, fn in calls.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             fn()
             times[key].append(time.perf_counter() - start)
+            faults[key].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         _log(f"[bench]   round {i + 1}/{rounds} done")
     return times
 
 
-def _summary(seconds: list[float], macs: int, batch: int) -> dict:
+def _summary(seconds: list[float], macs: int, batch: int, faults: list[int] | None = None) -> dict:
     best, median = min(seconds), statistics.median(seconds)
-    return {"min_ms": round(best * 1e3, 2), "median_ms": round(median * 1e3, 2), "runs": len(seconds),
-            "gmacs_per_s": round(macs * batch / best / 1e9, 2)}
+    row = {"min_ms": round(best * 1e3, 2), "median_ms": round(median * 1e3, 2), "runs": len(seconds),
+           "gmacs_per_s": round(macs * batch / best / 1e9, 2)}
+    if faults:
+        row["minor_faults_per_call"] = statistics.median(faults)
+    return row
 
 
 def _ratios(rows: dict[str, dict], macs: dict[str, int], form: str) -> dict[str, dict]:
@@ -159,8 +154,9 @@ def _inference_phase(models, fast, macs, batch, frames, size, warmup, rounds, or
         if ort:  # the exported ONNX graph in onnxruntime, same input, same thread count
             calls[f"{name}/onnxruntime"] = lambda s=ort[name]: s.run(None, feed)
     with torch.inference_mode():
-        times = _interleaved(calls, warmup, rounds)
-    rows = {key: _summary(t, macs[key.split("/")[0]], batch) for key, t in times.items()}
+        faults: dict[str, list[int]] = {}
+        times = _interleaved(calls, warmup, rounds, faults)
+    rows = {key: _summary(t, macs[key.split("/")[0]], batch, faults[key]) for key, t in times.items()}
     timed = sorted({key.split("/")[1] for key in rows}, key=lambda f: (FORMS + ("onnxruntime",)).index(f))
     fp32 = tuple(f for f in timed if f not in INT8_FORMS and f != "onnxruntime")
     out = {"latency": rows, "ratios": {form: _ratios(rows, macs, form) for form in timed},
@@ -206,8 +202,9 @@ def _train_phase(names, variant, macs, batch, frames, size, num_classes, warmup,
             torch.nn.functional.cross_entropy(model(clips), labels).backward()
             opt.step()
         calls[f"{name}/train"] = step
-    times = _interleaved(calls, warmup, rounds)
-    rows = {key: _summary(t, 3 * macs[key.split("/")[0]], batch) for key, t in times.items()}  # fwd+bwd ~ 3x
+    faults: dict[str, list[int]] = {}
+    times = _interleaved(calls, warmup, rounds, faults)
+    rows = {key: _summary(t, 3 * macs[key.split("/")[0]], batch, faults[key]) for key, t in times.items()}  # fwd+bwd ~ 3x
     return {"latency": rows, "ratios": _ratios(rows, macs, "train")}
 
 
@@ -239,10 +236,12 @@ def _build(name: str, variant: str, num_classes: int, frames: int) -> torch.nn.M
 
 def run(*, quick: bool = False, threads: int = 2, variant: str = "rs", frames: int = 8, size: int = 224,
         num_classes: int = 174, batches=(1, 8), train_batch: int | None = 8, names=RUBIKS + TSM,
-        seed: int = 0, onnxruntime: bool = False, profile: str | None = None, keep_heap: bool = False,
+        seed: int = 0, onnxruntime: bool = False, profile: str | None = None, default_heap: bool = False,
         forms: tuple[str, ...] = FORMS[:2]) -> dict:
     load_start = round(os.getloadavg()[0], 2)
-    heap = "glibc trim threshold 1 GiB, mmap threshold 32 MiB" if keep_heap and _keep_heap() else "default"
+    if default_heap:  # before any inference form is built: it keeps freed memory otherwise
+        os.environ["RUBIKS_KEEP_HEAP"] = "0"
+    heap = retain_freed_memory()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     schedule = ROUNDS["quick" if quick else "full"]
@@ -339,9 +338,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", nargs="?", const="rubiksnet-tiny", choices=RUBIKS + TSM, metavar="MODEL",
                         help="also record the per-op profile (top ops' share of self CPU time) of MODEL's "
                              "inference form at batch 1 (default rubiksnet-tiny)")
-    parser.add_argument("--keep-heap", action="store_true",
-                        help="keep freed memory in the process heap (glibc mallopt) so activations are not "
-                             "page-faulted in again on every call; recorded in the JSON's setup")
+    parser.add_argument("--default-heap", action="store_true",
+                        help="leave glibc's malloc settings as they are (the service keeps freed memory in "
+                             "the heap: models/process_heap.py), so activations are page-faulted in again on "
+                             "every call; recorded in the JSON's setup")
     parser.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS[:2]),
                         help="forms to time (default: original inference; see above)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -355,7 +355,7 @@ def main(argv=None) -> int:
         return 2
     result = run(quick=args.quick, threads=args.threads, variant=args.variant, batches=tuple(args.batches),
                  train_batch=args.train_batch, names=tuple(args.models), onnxruntime=args.onnxruntime,
-                 profile=args.profile, keep_heap=args.keep_heap, forms=tuple(args.forms))
+                 profile=args.profile, default_heap=args.default_heap, forms=tuple(args.forms))
     if args.json:
         emit_json(result, args.out)
     else:

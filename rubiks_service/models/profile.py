@@ -39,6 +39,7 @@ from rubiks_service.ops import RubiksShift2d, RubiksShift3d
 from rubiks_service.ops.attention_shift import TemporalAttentionShift
 
 from .inference import fastest_form
+from .process_heap import heap_setting
 from .rubiksnet import SqueezeExcite
 
 
@@ -201,7 +202,7 @@ def measure_latency(
     times.sort()
     return {"latency_ms": 1e3 * times[0], "median_ms": 1e3 * times[len(times) // 2], "batch": batch,
             "frames": frames, "size": size, "threads": threads, "warmup": warmup, "repeats": repeats,
-            "device": str(device), "form": "fastest" if inference_form else "as given"}
+            "device": str(device), "form": "fastest" if inference_form else "as given", "heap": heap_setting()}
 
 
 def measure_latency_vs_reference(
@@ -244,4 +245,4 @@ def measure_latency_vs_reference(
     return {"latency_ms": best["model"], "median_ms": median["model"], "reference_ms": best["reference"],
             "ratio_to_reference": best["model"] / best["reference"], "batch": 1, "frames": frames, "size": size,
             "threads": threads, "warmup": warmup, "rounds": rounds, "device": "cpu", "form": "fastest",
-            "method": "interleaved with the reference, minimum over rounds"}
+            "method": "interleaved with the reference, minimum over rounds", "heap": heap_setting()}
