@@ -15,6 +15,13 @@
 // recomputed from x), and conv3's product accumulated onto it (beta = 1).
 // The GEMMs are MKL's sgemm on strided tile views (one call per tile); the
 // tiles run in parallel on ATen's thread pool.
+//
+// Schedule. Where a frame has enough tiles to keep every thread busy (the
+// large early frames), the passes go frame by frame through each clip and
+// `mid` is a ring of the few frames the temporal taps reach (behind + 1 +
+// ahead): pass 1 runs just ahead of pass 2, so `mid` and the input frames are
+// read back from cache instead of memory. Elsewhere (small frames: a frame's
+// tiles are fewer than the threads) pass 1 runs over every frame, then pass 2.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -81,16 +88,40 @@ struct BlockArgs {
   const float* wsc;  // shortcut conv (Cmid x Cin), or null: the residual is x
 };
 
-// Pass 1: mid = relu(w2 @ pre + b2), pre = relu(bn1(x)) (temporally shifted per channel under RS-AQ).
-void block_mid(const BlockArgs& a, float* mid) {
-  const int64_t HW = a.H * a.W, frames = a.clips * a.T;
-  int64_t P = std::max<int64_t>(64, kTileFloats / (a.Cin + a.Cmid));
-  P = std::min(HW, (P + 15) / 16 * 16);
+// Where frame f of `mid` is: all frames of the batch, or a ring of `slots` frames of the clip in work.
+struct MidFrames {
+  float* base;
+  int64_t frame_floats, T, slots;  // slots == 0: every frame has its own
+  float* at(int64_t f) const { return base + (slots ? (f % T) % slots : f) * frame_floats; }
+};
+
+// n items in tiles of at most `cap`, the tiles as even as the count allows (a short last tile would
+// leave a thread idle when a frame has few tiles); rounded up to `align`.
+inline int64_t even_tile(int64_t n, int64_t cap, int64_t align) {
+  const int64_t count = (n + cap - 1) / cap;
+  const int64_t t = ((n + count - 1) / count + align - 1) / align * align;
+  return std::min(n, t);
+}
+
+// Pixels per pass-1 tile and output rows per pass-2 tile.
+inline int64_t mid_tile(const BlockArgs& a) {
+  return even_tile(a.H * a.W, std::max<int64_t>(64, kTileFloats / (a.Cin + a.Cmid)), 16);
+}
+inline int64_t out_tile_rows(const BlockArgs& a) {
+  const int64_t per_row = a.Wd * (2 * a.Cmid + (a.wsc ? a.Cin : 0));
+  return even_tile(a.Hd, std::max<int64_t>(1, kTileFloats / per_row), 1);
+}
+
+// Pass 1 for frames [f0, f1): mid = relu(w2 @ pre + b2), pre = relu(bn1(x)) (temporally shifted per
+// channel under RS-AQ).
+void block_mid(const BlockArgs& a, const MidFrames& mid, int64_t f0, int64_t f1) {
+  const int64_t HW = a.H * a.W;
+  const int64_t P = mid_tile(a);
   const int64_t tiles = (HW + P - 1) / P;
-  at::parallel_for(0, frames * tiles, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, (f1 - f0) * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> pre(a.Cin * P);
     for (int64_t q = begin; q < end; ++q) {
-      const int64_t f = q / tiles, p0 = (q % tiles) * P, np = std::min(P, HW - p0);
+      const int64_t f = f0 + q / tiles, p0 = (q % tiles) * P, np = std::min(P, HW - p0);
       const int64_t t = f % a.T, clip0 = f - t;
       for (int64_t c = 0; c < a.Cin; ++c) {
         float* dst = pre.data() + c * np;
@@ -101,7 +132,7 @@ void block_mid(const BlockArgs& a, float* mid) {
         }
         bn_relu(dst, a.x + ((clip0 + ts) * a.Cin + c) * HW + p0, a.bn_scale[c], a.bn_shift[c], np);
       }
-      float* out = mid + f * a.Cmid * HW + p0;
+      float* out = mid.at(f) + p0;
       gemm_rows(a.w2, a.Cmid, a.Cin, pre.data(), np, out, HW, np, 0.0f);
       for (int64_t c = 0; c < a.Cmid; ++c) {
         float* row = out + c * HW;
@@ -113,20 +144,17 @@ void block_mid(const BlockArgs& a, float* mid) {
   });
 }
 
-// Pass 2: out = w3 @ shift(mid) + residual, by tiles of output rows.
-void block_out(const BlockArgs& a, const float* mid, const std::vector<ChannelTaps>& taps, float* out) {
-  const int64_t HW = a.H * a.W, HWd = a.Hd * a.Wd, frames = a.clips * a.T;
-  const int64_t per_row = a.Wd * (2 * a.Cmid + (a.wsc ? a.Cin : 0));
-  const int64_t R = std::min(a.Hd, std::max<int64_t>(1, kTileFloats / per_row));
+// Pass 2 for frames [f0, f1): out = w3 @ shift(mid) + residual, by tiles of output rows.
+void block_out(const BlockArgs& a, const MidFrames& mid, const std::vector<ChannelTaps>& taps,
+               const std::vector<GatherTaps>& wtaps, float* out, int64_t f0, int64_t f1) {
+  const int64_t HW = a.H * a.W, HWd = a.Hd * a.Wd;
+  const int64_t R = out_tile_rows(a);
   const int64_t tiles = (a.Hd + R - 1) / R;
-  std::vector<GatherTaps> wtaps;
-  wtaps.reserve(a.Cmid);
-  for (int64_t c = 0; c < a.Cmid; ++c) wtaps.emplace_back(taps[c][2]);
-  at::parallel_for(0, frames * tiles, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, (f1 - f0) * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> shifted(a.Cmid * R * a.Wd);
     std::vector<float> pre(a.wsc ? a.Cin * R * a.Wd : 0);
     for (int64_t q = begin; q < end; ++q) {
-      const int64_t f = q / tiles, r0 = (q % tiles) * R, nr = std::min(R, a.Hd - r0), np = nr * a.Wd;
+      const int64_t f = f0 + q / tiles, r0 = (q % tiles) * R, nr = std::min(R, a.Hd - r0), np = nr * a.Wd;
       const int64_t t = f % a.T, clip0 = f - t;
       for (int64_t c = 0; c < a.Cmid; ++c) {
         const ChannelTaps& tp = taps[c];
@@ -135,8 +163,8 @@ void block_out(const BlockArgs& a, const float* mid, const std::vector<ChannelTa
         int nt = 0;
         for (int k = 0; k < tp[0].ntaps; ++k) {
           const int64_t j = tp[0].source(k, t);
-          if (j < 0) continue;
-          planes[nt] = mid + ((clip0 + j) * a.Cmid + c) * HW;
+          if (j < 0 || tp[0].weight[k] == 0.0) continue;  // a ring holds no frame for a zero tap
+          planes[nt] = mid.at(clip0 + j) + c * HW;
           tw[nt++] = static_cast<float>(tp[0].weight[k]);
         }
         for (int64_t r = 0; r < nr; ++r) {
@@ -217,11 +245,42 @@ at::Tensor block_forward_cpu(const at::Tensor& x, const at::Tensor& bn_scale, co
               has_sc ? w_shortcut->const_data_ptr<float>() : nullptr};
   at::Tensor out = at::empty({x.size(0), Cmid, Hd, Wd}, x.options());
   if (out.numel() == 0) return out;
-  at::Tensor mid = at::empty({x.size(0), Cmid, H, W}, x.options());
-  block_mid(a, mid.mutable_data_ptr<float>());
   const auto taps = build_channel_taps(shift, {T, H, W}, std::vector<int64_t>{1, stride, stride},
                                        std::vector<int64_t>{0, 0, 0}, quantize, false);
-  block_out(a, mid.const_data_ptr<float>(), taps, out.mutable_data_ptr<float>());
+  std::vector<GatherTaps> wtaps;
+  wtaps.reserve(Cmid);
+  for (int64_t c = 0; c < Cmid; ++c) wtaps.emplace_back(taps[c][2]);
+  // the frames the temporal taps read, behind and ahead of the output frame
+  int64_t behind = 0, ahead = 0;
+  for (const ChannelTaps& tp : taps)
+    for (int k = 0; k < tp[0].ntaps; ++k)
+      if (tp[0].weight[k] != 0.0) {
+        behind = std::max(behind, -tp[0].off[k]);
+        ahead = std::max(ahead, tp[0].off[k]);
+      }
+  ahead = std::min(ahead, T - 1);
+  const int64_t slots = std::min(T, std::min(behind, T - 1) + 1 + ahead);
+  const int64_t frame_floats = Cmid * H * W, threads = at::get_num_threads();
+  const int64_t tiles_mid = (H * W + mid_tile(a) - 1) / mid_tile(a), tiles_out = (Hd + out_tile_rows(a) - 1) / out_tile_rows(a);
+  float* o = out.mutable_data_ptr<float>();
+  if (slots < T && std::min(tiles_mid, tiles_out) >= 2 * threads) {  // frame by frame, `mid` a ring
+    at::Tensor ring = at::empty({slots * frame_floats}, x.options());
+    const MidFrames mid{ring.mutable_data_ptr<float>(), frame_floats, T, slots};
+    for (int64_t clip0 = 0; clip0 < x.size(0); clip0 += T) {
+      int64_t made = 0;  // frames of this clip in the ring so far
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t need = std::min(T, t + ahead + 1);
+        if (made < need) block_mid(a, mid, clip0 + made, clip0 + need);
+        made = need;
+        block_out(a, mid, taps, wtaps, o, clip0 + t, clip0 + t + 1);
+      }
+    }
+    return out;
+  }
+  at::Tensor all = at::empty({x.size(0) * frame_floats}, x.options());
+  const MidFrames mid{all.mutable_data_ptr<float>(), frame_floats, T, 0};
+  block_mid(a, mid, 0, x.size(0));
+  block_out(a, mid, taps, wtaps, o, 0, x.size(0));
   return out;
 }
 

@@ -58,6 +58,38 @@ def test_block_kernel_matches_the_modules(block_pairs, size):
         assert err < 1e-5, (size, err)
 
 
+# Large frames go frame by frame, `mid` a ring of the frames the temporal taps reach. 8 frames with shifts
+# within +-1.5 (taps 2 frames either way: a 5-frame ring; the per-frame variant and RS-AQ's converted
+# spatial shift: 1 frame) and 96x72 frames at nano's 16-128 channels give the first block 4 and 6 tiles
+# a frame in its two passes, the later ones 2-21: the ring at 2 threads for the first block, at 1 thread
+# for nearly all. Each kernel block against its modules, every clip of a 2-clip batch.
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", ["rs", "rs-q", "rs-aq", "per-frame"])
+def test_frame_by_frame_schedule_matches_the_modules(variant, threads):
+    frames = 8
+    name, overrides = ("rs", {"temporal_shift": False}) if variant == "per-frame" else (variant, {})
+    torch.manual_seed(1)
+    model = build_model("nano", variant=name, num_classes=5, num_frames=frames, **overrides)
+    _randomise(model)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if pname.endswith("shift"):
+                p.uniform_(-1.5, 1.5)
+    fused, modules = inference_model(model), inference_model(model, block_kernel=False)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for f, m in zip(_blocks(fused), _blocks(modules)):
+            x = torch.randn(2 * frames, f.bn1.num_features, 96, 72)
+            with torch.no_grad():
+                expected = m(x.clone())
+                got = f(x)
+            err = ((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+            assert err < 1e-5, (variant, threads, err)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_whole_model_and_fallbacks():
     model = _trained_looking("rs-aq")
     fused, modules = inference_model(model), inference_model(model, block_kernel=False)

@@ -1,5 +1,6 @@
 """The inference form keeps the memory a forward frees in the heap: repeated calls fault no pages in
-(each configuration in a fresh process, since the setting is process-wide)."""
+(each configuration in a fresh process, since the setting is process-wide). The clips are large enough
+that glibc's defaults must map some activations afresh on every call, whatever the kernels allocate."""
 import os
 import subprocess
 import sys
@@ -12,14 +13,14 @@ from rubiks_service.models import build_model
 from rubiks_service.models.inference import inference_model
 from rubiks_service.models.process_heap import heap_setting
 torch.set_num_threads(1)
-fast = inference_model(build_model("rubiksnet-nano", num_classes=10, num_frames=4).eval())
-clip = torch.randn(1, 4, 3, 112, 112)
+fast = inference_model(build_model("rubiksnet-nano", num_classes=10, num_frames=8).eval())
+clip = torch.randn(6, 8, 3, 224, 224)  # the stem's output, 48 x 16 x 112^2 floats, is past glibc's 32 MiB mmap limit
 with torch.no_grad():
     fast(clip); fast(clip)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(5):
         fast(clip)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5, flush=True)
     print(heap_setting())
 """
 
