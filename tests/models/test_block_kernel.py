@@ -19,16 +19,17 @@ def _blocks(model: nn.Module) -> list[InferenceRubiksBlock]:
     return [m for m in model.modules() if isinstance(m, InferenceRubiksBlock)]
 
 
-def _trained_looking(variant: str, **overrides) -> nn.Module:
+def _trained_looking(variant: str, frames: int = FRAMES, spread: float = 2.7, **overrides) -> nn.Module:
     """nano with BN statistics far from the identity, shifts spread over several pixels and frames
-    (some past the frame's edge), AQ attention spread so that converted channels shift both ways."""
+    (within +-spread; some past the frame's edge), AQ attention spread so that converted channels shift
+    both ways."""
     torch.manual_seed(0)
-    model = build_model("nano", variant=variant, num_classes=5, num_frames=FRAMES, **overrides)
+    model = build_model("nano", variant=variant, num_classes=5, num_frames=frames, **overrides)
     _randomise(model)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("shift"):
-                p.uniform_(-2.7, 2.7)
+                p.uniform_(-spread, spread)
     return model
 
 
@@ -68,13 +69,7 @@ def test_block_kernel_matches_the_modules(block_pairs, size):
 def test_frame_by_frame_schedule_matches_the_modules(variant, threads):
     frames = 8
     name, overrides = ("rs", {"temporal_shift": False}) if variant == "per-frame" else (variant, {})
-    torch.manual_seed(1)
-    model = build_model("nano", variant=name, num_classes=5, num_frames=frames, **overrides)
-    _randomise(model)
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith("shift"):
-                p.uniform_(-1.5, 1.5)
+    model = _trained_looking(name, frames, 1.5, **overrides)
     fused, modules = inference_model(model), inference_model(model, block_kernel=False)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
