@@ -24,7 +24,9 @@ exact form (`models.inference.fastest_form`), fp32 clips of `frames` x `size`^2 
 (default 1), `threads` intra-op threads (default 2, restored afterwards), under
 torch.inference_mode: `warmup` untimed calls, then `repeats` timed calls; the
 figure is the minimum (the least disturbed run on a shared machine), the median
-is reported beside it.
+is reported beside it. Building the fastest form keeps the process's freed memory in
+its heap (`models.process_heap`), so no call faults its activations in afresh; the
+record's `heap` says which setting was in effect.
 """
 from __future__ import annotations
 
