@@ -261,7 +261,8 @@ at::Tensor block_forward_cpu(const at::Tensor& x, const at::Tensor& bn_scale, co
   ahead = std::min(ahead, T - 1);
   const int64_t slots = std::min(T, std::min(behind, T - 1) + 1 + ahead);
   const int64_t frame_floats = Cmid * H * W, threads = at::get_num_threads();
-  const int64_t tiles_mid = (H * W + mid_tile(a) - 1) / mid_tile(a), tiles_out = (Hd + out_tile_rows(a) - 1) / out_tile_rows(a);
+  const int64_t P = mid_tile(a), R = out_tile_rows(a);
+  const int64_t tiles_mid = (H * W + P - 1) / P, tiles_out = (Hd + R - 1) / R;
   float* o = out.mutable_data_ptr<float>();
   if (slots < T && std::min(tiles_mid, tiles_out) >= 2 * threads) {  // frame by frame, `mid` a ring
     at::Tensor ring = at::empty({slots * frame_floats}, x.options());

@@ -19,7 +19,7 @@ is) that computes the trained model's logits (within 1e-4 relative in fp32):
   runs as the modules below;
 * parameters no longer require gradients;
 * the process keeps the memory a forward frees in its heap (`process_heap`): without it every call
-  faults its activations in afresh, a third of RubiksNet's batch-1 CPU time.
+  faults its activations in afresh, a fifth to a quarter of RubiksNet-tiny's batch-1 CPU time.
 
 It is the one form used by `rubiks profile --latency`, `rubiks eval`, the sweep
 trials' latency metric and the predict/export paths.
