@@ -41,6 +41,17 @@ namespace {
 // Floats of the buffers one tile may use: about half of a 512 KiB L2.
 constexpr int64_t kTileFloats = 64 * 1024;
 
+// The element-wise work of a tile (pre-activation, bias/ReLU, the shift's gather) is compiled twice, for
+// x86-64-v3 (AVX2 + FMA) and for baseline x86-64, and the CPU picks one when the library loads: the
+// binary stays portable and takes 8-wide vectors where they exist. `flatten` inlines the helpers
+// (bn_relu, gather_row) into each copy so they are vectorised for its ISA. The GEMMs are MKL's, which
+// dispatches on its own.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RUBIKS_ISA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
+#else
+#define RUBIKS_ISA_CLONES
+#endif
+
 }  // namespace
 }  // namespace rubiks
 
@@ -112,6 +123,31 @@ inline int64_t out_tile_rows(const BlockArgs& a) {
   return even_tile(a.Hd, std::max<int64_t>(1, kTileFloats / per_row), 1);
 }
 
+// pre[c, 0:np] = relu(bn1(x)) of frame f's pixels [p0, p0 + np), each channel read from its temporally
+// shifted frame under RS-AQ (zero where that frame is outside the clip).
+RUBIKS_ISA_CLONES void preactivate_tile(const BlockArgs& a, int64_t f, int64_t p0, int64_t np, float* pre) {
+  const int64_t HW = a.H * a.W, t = f % a.T, clip0 = f - t;
+  for (int64_t c = 0; c < a.Cin; ++c) {
+    float* dst = pre + c * np;
+    const int64_t ts = a.time_shift ? t + a.time_shift[c] : t;
+    if (ts < 0 || ts >= a.T) {  // shifted in from outside the clip: zero (after the ReLU)
+      std::fill(dst, dst + np, 0.0f);
+      continue;
+    }
+    bn_relu(dst, a.x + ((clip0 + ts) * a.Cin + c) * HW + p0, a.bn_scale[c], a.bn_shift[c], np);
+  }
+}
+
+// rows[c, 0:np] = relu(rows[c, 0:np] + b[c]) for the Cmid rows of stride ld.
+RUBIKS_ISA_CLONES void bias_relu_rows(float* rows, int64_t ld, const float* b, int64_t C, int64_t np) {
+  for (int64_t c = 0; c < C; ++c) {
+    float* row = rows + c * ld;
+    const float bc = b[c];
+#pragma omp simd
+    for (int64_t k = 0; k < np; ++k) row[k] = std::max(row[k] + bc, 0.0f);
+  }
+}
+
 // Pass 1 for frames [f0, f1): mid = relu(w2 @ pre + b2), pre = relu(bn1(x)) (temporally shifted per
 // channel under RS-AQ).
 void block_mid(const BlockArgs& a, const MidFrames& mid, int64_t f0, int64_t f1) {
@@ -122,26 +158,54 @@ void block_mid(const BlockArgs& a, const MidFrames& mid, int64_t f0, int64_t f1)
     std::vector<float> pre(a.Cin * P);
     for (int64_t q = begin; q < end; ++q) {
       const int64_t f = f0 + q / tiles, p0 = (q % tiles) * P, np = std::min(P, HW - p0);
-      const int64_t t = f % a.T, clip0 = f - t;
-      for (int64_t c = 0; c < a.Cin; ++c) {
-        float* dst = pre.data() + c * np;
-        const int64_t ts = a.time_shift ? t + a.time_shift[c] : t;
-        if (ts < 0 || ts >= a.T) {  // shifted in from outside the clip: zero (after the ReLU)
-          std::fill(dst, dst + np, 0.0f);
-          continue;
-        }
-        bn_relu(dst, a.x + ((clip0 + ts) * a.Cin + c) * HW + p0, a.bn_scale[c], a.bn_shift[c], np);
-      }
+      preactivate_tile(a, f, p0, np, pre.data());
       float* out = mid.at(f) + p0;
       gemm_rows(a.w2, a.Cmid, a.Cin, pre.data(), np, out, HW, np, 0.0f);
-      for (int64_t c = 0; c < a.Cmid; ++c) {
-        float* row = out + c * HW;
-        const float b = a.b2[c];
-#pragma omp simd
-        for (int64_t k = 0; k < np; ++k) row[k] = std::max(row[k] + b, 0.0f);
-      }
+      bias_relu_rows(out, HW, a.b2, a.Cmid, np);
     }
   });
+}
+
+// shifted[c, 0:nr, :] = the shift of `mid` at output rows [r0, r0 + nr) of frame f.
+RUBIKS_ISA_CLONES void shift_tile(const BlockArgs& a, const MidFrames& mid, const std::vector<ChannelTaps>& taps,
+                                  const std::vector<GatherTaps>& wtaps, int64_t f, int64_t r0, int64_t nr,
+                                  float* shifted) {
+  const int64_t HW = a.H * a.W, t = f % a.T, clip0 = f - t;
+  for (int64_t c = 0; c < a.Cmid; ++c) {
+    const ChannelTaps& tp = taps[c];
+    const float* planes[2];
+    float tw[2];
+    int nt = 0;
+    for (int k = 0; k < tp[0].ntaps; ++k) {
+      const int64_t j = tp[0].source(k, t);
+      if (j < 0 || tp[0].weight[k] == 0.0) continue;  // a ring holds no frame for a zero tap
+      planes[nt] = mid.at(clip0 + j) + c * HW;
+      tw[nt++] = static_cast<float>(tp[0].weight[k]);
+    }
+    for (int64_t r = 0; r < nr; ++r) {
+      RowSources<float> rows;
+      for (int k = 0; k < tp[1].ntaps; ++k) {
+        const int64_t i = tp[1].source(k, r0 + r);
+        if (i < 0) continue;
+        for (int u = 0; u < nt; ++u) rows.add(planes[u] + i * a.W, double(tw[u]) * tp[1].weight[k]);
+      }
+      gather_row(shifted + (c * nr + r) * a.Wd, rows, wtaps[c]);
+    }
+  }
+}
+
+// pre[c, 0:nr, :] = relu(bn1(x)) of frame f at the strided pixels of output rows [r0, r0 + nr).
+RUBIKS_ISA_CLONES void preactivate_strided(const BlockArgs& a, int64_t f, int64_t r0, int64_t nr, float* pre) {
+  const int64_t HW = a.H * a.W;
+  const float* xf = a.x + f * a.Cin * HW;
+  for (int64_t c = 0; c < a.Cin; ++c) {
+    const float s = a.bn_scale[c], b = a.bn_shift[c];
+    for (int64_t r = 0; r < nr; ++r) {
+      const float* src = xf + c * HW + (r0 + r) * a.stride * a.W;
+      float* dst = pre + (c * nr + r) * a.Wd;
+      for (int64_t k = 0; k < a.Wd; ++k) dst[k] = std::max(src[k * a.stride] * s + b, 0.0f);
+    }
+  }
 }
 
 // Pass 2 for frames [f0, f1): out = w3 @ shift(mid) + residual, by tiles of output rows.
@@ -155,41 +219,13 @@ void block_out(const BlockArgs& a, const MidFrames& mid, const std::vector<Chann
     std::vector<float> pre(a.wsc ? a.Cin * R * a.Wd : 0);
     for (int64_t q = begin; q < end; ++q) {
       const int64_t f = f0 + q / tiles, r0 = (q % tiles) * R, nr = std::min(R, a.Hd - r0), np = nr * a.Wd;
-      const int64_t t = f % a.T, clip0 = f - t;
-      for (int64_t c = 0; c < a.Cmid; ++c) {
-        const ChannelTaps& tp = taps[c];
-        const float* planes[2];
-        float tw[2];
-        int nt = 0;
-        for (int k = 0; k < tp[0].ntaps; ++k) {
-          const int64_t j = tp[0].source(k, t);
-          if (j < 0 || tp[0].weight[k] == 0.0) continue;  // a ring holds no frame for a zero tap
-          planes[nt] = mid.at(clip0 + j) + c * HW;
-          tw[nt++] = static_cast<float>(tp[0].weight[k]);
-        }
-        for (int64_t r = 0; r < nr; ++r) {
-          RowSources<float> rows;
-          for (int k = 0; k < tp[1].ntaps; ++k) {
-            const int64_t i = tp[1].source(k, r0 + r);
-            if (i < 0) continue;
-            for (int u = 0; u < nt; ++u) rows.add(planes[u] + i * a.W, double(tw[u]) * tp[1].weight[k]);
-          }
-          gather_row(shifted.data() + (c * nr + r) * a.Wd, rows, wtaps[c]);
-        }
-      }
+      shift_tile(a, mid, taps, wtaps, f, r0, nr, shifted.data());
       float* o = out + f * a.Cmid * HWd + r0 * a.Wd;
-      const float* xf = a.x + f * a.Cin * HW;
       if (a.wsc) {  // residual = wsc @ relu(bn1(x)) at the strided pixels
-        for (int64_t c = 0; c < a.Cin; ++c) {
-          for (int64_t r = 0; r < nr; ++r) {
-            const float* src = xf + c * HW + (r0 + r) * a.stride * a.W;
-            float* dst = pre.data() + (c * nr + r) * a.Wd;
-            const float s = a.bn_scale[c], b = a.bn_shift[c];
-            for (int64_t k = 0; k < a.Wd; ++k) dst[k] = std::max(src[k * a.stride] * s + b, 0.0f);
-          }
-        }
+        preactivate_strided(a, f, r0, nr, pre.data());
         gemm_rows(a.wsc, a.Cmid, a.Cin, pre.data(), np, o, HWd, np, 0.0f);
       } else {  // residual = x (same shape as the output)
+        const float* xf = a.x + f * a.Cin * HW;
         for (int64_t c = 0; c < a.Cmid; ++c) std::copy(xf + c * HW + r0 * a.W, xf + c * HW + r0 * a.W + np, o + c * HWd);
       }
       gemm_rows(a.w3, a.Cmid, a.Cmid, shifted.data(), np, o, HWd, np, 1.0f);
