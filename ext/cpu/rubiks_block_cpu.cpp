@@ -25,6 +25,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -38,8 +40,21 @@
 namespace rubiks {
 namespace {
 
-// Floats of the buffers one tile may use: about half of a 512 KiB L2.
-constexpr int64_t kTileFloats = 64 * 1024;
+// Floats of the buffers one tile may use: three quarters of the core's L2 (sysconf; 512 KiB where it
+// does not say), leaving room for the packed weights. On a 512 KiB L2 this measured 1.02-1.06x over
+// half of it (bench_block_revisions, tiny, 1 and 2 threads); a third was 0.96x.
+int64_t tile_floats() {
+  static const int64_t floats = [] {
+#ifdef _SC_LEVEL2_CACHE_SIZE  // glibc
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#else
+    const long l2 = 0;
+#endif
+    const int64_t bytes = l2 > 0 ? l2 : 512 * 1024;
+    return std::clamp<int64_t>(bytes * 3 / 4 / int64_t(sizeof(float)), 32 * 1024, 512 * 1024);
+  }();
+  return floats;
+}
 
 // The element-wise work of a tile (pre-activation, bias/ReLU, the shift's gather) is compiled twice, for
 // x86-64-v3 (AVX2 + FMA) and for baseline x86-64, and the CPU picks one when the library loads: the
@@ -116,11 +131,11 @@ inline int64_t even_tile(int64_t n, int64_t cap, int64_t align) {
 
 // Pixels per pass-1 tile and output rows per pass-2 tile.
 inline int64_t mid_tile(const BlockArgs& a) {
-  return even_tile(a.H * a.W, std::max<int64_t>(64, kTileFloats / (a.Cin + a.Cmid)), 16);
+  return even_tile(a.H * a.W, std::max<int64_t>(64, tile_floats() / (a.Cin + a.Cmid)), 16);
 }
 inline int64_t out_tile_rows(const BlockArgs& a) {
   const int64_t per_row = a.Wd * (2 * a.Cmid + (a.wsc ? a.Cin : 0));
-  return even_tile(a.Hd, std::max<int64_t>(1, kTileFloats / per_row), 1);
+  return even_tile(a.Hd, std::max<int64_t>(1, tile_floats() / per_row), 1);
 }
 
 // pre[c, 0:np] = relu(bn1(x)) of frame f's pixels [p0, p0 + np), each channel read from its temporally
