@@ -13,7 +13,10 @@
 // gathered into a buffer (row_gather.h), the residual written into the output
 // tile (the input rows, or the strided shortcut conv of the pre-activation,
 // recomputed from x), and conv3's product accumulated onto it (beta = 1).
-// The GEMMs are MKL's sgemm on strided tile views (one call per tile); the
+// The GEMMs: where the CPU has AVX2 and FMA, tile_gemm (tile_gemm.h) on the tile in place, its epilogue
+// adding conv2's bias and the ReLU (pass 1) or starting from the residual's rows (pass 2; with a
+// shortcut conv, one GEMM of [w3 | wsc] over [shifted; pre]); elsewhere, or with RUBIKS_BLOCK_GEMM=blas,
+// MKL's sgemm on strided tile views with the bias/ReLU and the residual copy as separate passes. The
 // tiles run in parallel on ATen's thread pool.
 //
 // Schedule. Where a frame has enough tiles to keep every thread busy (the
@@ -28,10 +31,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "channel_taps.h"
 #include "row_gather.h"
+#include "tile_gemm.h"
 
 #ifndef RUBIKS_LIBRARY
 #define RUBIKS_LIBRARY rubiks
@@ -112,6 +118,10 @@ struct BlockArgs {
   const float* b2;
   const float* w3;
   const float* wsc;  // shortcut conv (Cmid x Cin), or null: the residual is x
+  // tile_gemm's weights where it is used (AVX2 + FMA; its epilogues fuse the bias/ReLU and residual):
+  // w2, and w3 or [w3 | wsc] (Cmid x (Cmid + Cin)). Null: the BLAS and separate passes.
+  const PackedWeights* p2;
+  const PackedWeights* p3;
 };
 
 // Where frame f of `mid` is: all frames of the batch, or a ring of `slots` frames of the clip in work.
@@ -170,11 +180,15 @@ void block_mid(const BlockArgs& a, const MidFrames& mid, int64_t f0, int64_t f1)
   const int64_t P = mid_tile(a);
   const int64_t tiles = (HW + P - 1) / P;
   at::parallel_for(0, (f1 - f0) * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> pre(a.Cin * P);
+    std::vector<float> pre(a.Cin * P), panel(a.p2 ? a.Cin * 16 : 0);
     for (int64_t q = begin; q < end; ++q) {
       const int64_t f = f0 + q / tiles, p0 = (q % tiles) * P, np = std::min(P, HW - p0);
       preactivate_tile(a, f, p0, np, pre.data());
       float* out = mid.at(f) + p0;
+      if (a.p2) {
+        tile_gemm(*a.p2, pre.data(), np, out, HW, np, TileEpilogue{nullptr, 0, a.b2, true}, panel.data());
+        continue;
+      }
       gemm_rows(a.w2, a.Cmid, a.Cin, pre.data(), np, out, HW, np, 0.0f);
       bias_relu_rows(out, HW, a.b2, a.Cmid, np);
     }
@@ -230,22 +244,45 @@ void block_out(const BlockArgs& a, const MidFrames& mid, const std::vector<Chann
   const int64_t R = out_tile_rows(a);
   const int64_t tiles = (a.Hd + R - 1) / R;
   at::parallel_for(0, (f1 - f0) * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> shifted(a.Cmid * R * a.Wd);
-    std::vector<float> pre(a.wsc ? a.Cin * R * a.Wd : 0);
+    // tile_gemm reads the shortcut's pre-activation as more rows of `shifted`
+    std::vector<float> shifted((a.Cmid + (a.p3 && a.wsc ? a.Cin : 0)) * R * a.Wd);
+    std::vector<float> pre(a.wsc && !a.p3 ? a.Cin * R * a.Wd : 0), panel(a.p3 ? a.p3->K * 16 : 0);
     for (int64_t q = begin; q < end; ++q) {
       const int64_t f = f0 + q / tiles, r0 = (q % tiles) * R, nr = std::min(R, a.Hd - r0), np = nr * a.Wd;
       shift_tile(a, mid, taps, wtaps, f, r0, nr, shifted.data());
       float* o = out + f * a.Cmid * HWd + r0 * a.Wd;
+      const float* xf = a.x + f * a.Cin * HW;
+      if (a.p3) {  // one GEMM: [w3 | wsc] @ [shifted; pre], or w3 @ shifted onto x's rows
+        if (a.wsc) {
+          float* pre_rows = shifted.data() + a.Cmid * np;
+          preactivate_strided(a, f, r0, nr, pre_rows);
+          tile_gemm(*a.p3, shifted.data(), np, o, HWd, np, TileEpilogue{}, panel.data());
+        } else {
+          tile_gemm(*a.p3, shifted.data(), np, o, HWd, np, TileEpilogue{xf + r0 * a.W, HW}, panel.data());
+        }
+        continue;
+      }
       if (a.wsc) {  // residual = wsc @ relu(bn1(x)) at the strided pixels
         preactivate_strided(a, f, r0, nr, pre.data());
         gemm_rows(a.wsc, a.Cmid, a.Cin, pre.data(), np, o, HWd, np, 0.0f);
       } else {  // residual = x (same shape as the output)
-        const float* xf = a.x + f * a.Cin * HW;
         for (int64_t c = 0; c < a.Cmid; ++c) std::copy(xf + c * HW + r0 * a.W, xf + c * HW + r0 * a.W + np, o + c * HWd);
       }
       gemm_rows(a.w3, a.Cmid, a.Cmid, shifted.data(), np, o, HWd, np, 1.0f);
     }
   });
+}
+
+// tile_gemm where the CPU has AVX2 and FMA, unless RUBIKS_BLOCK_GEMM=blas asks for the BLAS path (read
+// per call, so a benchmark or test can compare both in one process).
+bool use_tile_gemm() {
+#ifdef RUBIKS_TILE_GEMM
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char* env = std::getenv("RUBIKS_BLOCK_GEMM");
+  return cpu && !(env != nullptr && std::string(env) == "blas");
+#else
+  return false;
+#endif
 }
 
 void check_f32_cpu(const at::Tensor& t, const char* name) {
@@ -293,7 +330,19 @@ at::Tensor block_forward_cpu(const at::Tensor& x, const at::Tensor& bn_scale, co
               bn_scale.const_data_ptr<float>(), bn_shift.const_data_ptr<float>(),
               ts.defined() ? ts.const_data_ptr<int64_t>() : nullptr, w2.const_data_ptr<float>(),
               b2.const_data_ptr<float>(), w3.const_data_ptr<float>(),
-              has_sc ? w_shortcut->const_data_ptr<float>() : nullptr};
+              has_sc ? w_shortcut->const_data_ptr<float>() : nullptr, nullptr, nullptr};
+  PackedWeights p2, p3;
+  if (use_tile_gemm()) {
+    p2 = PackedWeights(a.w2, Cmid, Cin);
+    if (has_sc) {
+      const at::Tensor w3sc = at::cat({w3, *w_shortcut}, 1).contiguous();
+      p3 = PackedWeights(w3sc.const_data_ptr<float>(), Cmid, Cmid + Cin);
+    } else {
+      p3 = PackedWeights(a.w3, Cmid, Cmid);
+    }
+    a.p2 = &p2;
+    a.p3 = &p3;
+  }
   at::Tensor out = at::empty({x.size(0), Cmid, Hd, Wd}, x.options());
   if (out.numel() == 0) return out;
   const auto taps = build_channel_taps(shift, {T, H, W}, std::vector<int64_t>{1, stride, stride},

@@ -33,6 +33,15 @@ def _trained_looking(variant: str, frames: int = FRAMES, spread: float = 2.7, **
     return model
 
 
+def _kernel_error(fused: InferenceRubiksBlock, modules: InferenceRubiksBlock, x: torch.Tensor) -> float:
+    """Max error of the kernel block against its module form on x, relative to the output's max."""
+    with torch.no_grad():
+        expected = modules(x.clone())  # the module form accumulates into its input
+        got = fused(x)
+    assert got.shape == expected.shape
+    return ((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+
+
 @pytest.fixture(scope="module", params=["rs", "rs-q", "rs-aq", "per-frame"])
 def block_pairs(request):
     """(kernel form, module form) of every block of one variant."""
@@ -50,12 +59,7 @@ def block_pairs(request):
 @pytest.mark.parametrize("size", [(17, 23), (9, 30), (61, 45), (1, 1)])
 def test_block_kernel_matches_the_modules(block_pairs, size):
     for fused, modules in block_pairs:
-        x = torch.randn(2 * FRAMES, fused.bn1.num_features, *size)
-        with torch.no_grad():
-            expected = modules(x.clone())  # the module form accumulates into its input
-            got = fused(x)
-        assert got.shape == expected.shape
-        err = ((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+        err = _kernel_error(fused, modules, torch.randn(2 * FRAMES, fused.bn1.num_features, *size))
         assert err < 1e-5, (size, err)
 
 
@@ -75,14 +79,25 @@ def test_frame_by_frame_schedule_matches_the_modules(variant, threads):
     torch.set_num_threads(threads)
     try:
         for f, m in zip(_blocks(fused), _blocks(modules)):
-            x = torch.randn(2 * frames, f.bn1.num_features, 96, 72)
-            with torch.no_grad():
-                expected = m(x.clone())
-                got = f(x)
-            err = ((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+            err = _kernel_error(f, m, torch.randn(2 * frames, f.bn1.num_features, 96, 72))
             assert err < 1e-5, (variant, threads, err)
     finally:
         torch.set_num_threads(previous)
+
+
+# Widths 7, 9, 11 give every remainder of the AVX2 GEMM's 6-row blocks (7..176 channels); 19x27 frames
+# leave strips of 1-15 pixels. Both GEMM engines: tile_gemm (where the CPU has AVX2 + FMA) and the BLAS
+# with separate bias/ReLU and residual passes (RUBIKS_BLOCK_GEMM=blas, the path of other CPUs).
+@pytest.mark.parametrize("engine", ["default", "blas"])
+@pytest.mark.parametrize("width", [7, 9, 11])
+def test_both_gemm_engines_at_odd_widths(width, engine, monkeypatch):
+    if engine == "blas":
+        monkeypatch.setenv("RUBIKS_BLOCK_GEMM", "blas")
+    model = _trained_looking("rs", width=width)
+    fused, modules = inference_model(model), inference_model(model, block_kernel=False)
+    for f, m in zip(_blocks(fused), _blocks(modules)):
+        err = _kernel_error(f, m, torch.randn(2 * FRAMES, f.bn1.num_features, 19, 27))
+        assert err < 1e-5, (width, engine, f.bn1.num_features, err)
 
 
 def test_whole_model_and_fallbacks():
