@@ -59,10 +59,15 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const float* p, __m256i 
   return Full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
 }
 
-// c[0:16] = epilogue(lo, hi) for row `row` of C (the masked lanes only, unless Full)
-template <bool Full>
+// Widths of a strip of C: all 16 pixels, 9-15 (both halves masked), 1-8 (the first half masked, the
+// second neither computed nor stored).
+enum Cols { kFull = 16, kMasked = 15, kNarrow = 8 };
+
+// c[0:16] = epilogue(lo, hi) for row `row` of C (the masked lanes only, unless W is kFull)
+template <int W>
 __attribute__((target("avx2,fma"))) inline void store_row(float* c, __m256 lo, __m256 hi, const TileEpilogue& ep,
                                                         int64_t row, __m256i mask0, __m256i mask1) {
+  static_assert(W == kFull || W == kMasked || W == kNarrow);
   if (ep.bias != nullptr) {
     const __m256 bi = _mm256_set1_ps(ep.bias[row]);
     lo = _mm256_add_ps(lo, bi);
@@ -72,19 +77,19 @@ __attribute__((target("avx2,fma"))) inline void store_row(float* c, __m256 lo, _
     lo = _mm256_max_ps(lo, _mm256_setzero_ps());
     hi = _mm256_max_ps(hi, _mm256_setzero_ps());
   }
-  if (Full) {
+  if constexpr (W == kFull) {
     _mm256_storeu_ps(c, lo);
     _mm256_storeu_ps(c + 8, hi);
   } else {
     _mm256_maskstore_ps(c, mask0, lo);
-    _mm256_maskstore_ps(c + 8, mask1, hi);
+    if constexpr (W == kMasked) _mm256_maskstore_ps(c + 8, mask1, hi);
   }
 }
 
-// The 16 pixels from column n0 (the first n of them: 1..16; all 16 when Full) of MR rows of C from row
-// m0; panel is B's strip, K x 16 contiguous. The accumulators are named variables, not an array: GCC
+// The 16 pixels from column n0 (the first n of them, W the strip's kind) of MR rows of C from row m0;
+// panel is B's strip, K x 16 contiguous. The accumulators are named variables, not an array: GCC
 // keeps an array's elements in registers but also stores them back on every k (measured: 2x slower).
-template <int MR, bool Full>
+template <int MR, int W>
 __attribute__((target("avx2,fma"))) inline void micro_tile(const PackedWeights& A, const float* panel, float* C,
                                                          int64_t ldc, const TileEpilogue& ep, int64_t m0,
                                                          int64_t n0, int64_t n) {
@@ -97,8 +102,8 @@ __attribute__((target("avx2,fma"))) inline void micro_tile(const PackedWeights& 
 #define RUBIKS_INIT(i, lo, hi)                          \
     if constexpr (MR > i) {                              \
       const float* r = ep.init + (m0 + i) * ep.ldi + n0; \
-      lo = load8<Full>(r, mask0);                        \
-      hi = load8<Full>(r + 8, mask1);                    \
+      lo = load8<W == kFull>(r, mask0);                  \
+      if constexpr (W != kNarrow) hi = load8<W == kFull>(r + 8, mask1); \
     }
     RUBIKS_ROWS(RUBIKS_INIT)
 #undef RUBIKS_INIT
@@ -106,35 +111,35 @@ __attribute__((target("avx2,fma"))) inline void micro_tile(const PackedWeights& 
   const float* a = A.block(m0);
   const float* b = panel;
   for (int64_t k = 0; k < A.K; ++k, a += PackedWeights::kRows, b += 16) {
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = W == kNarrow ? b0 : _mm256_loadu_ps(b + 8);
 #define RUBIKS_FMA(i, lo, hi)                       \
     if constexpr (MR > i) {                          \
       const __m256 w = _mm256_broadcast_ss(a + i);   \
       lo = _mm256_fmadd_ps(w, b0, lo);               \
-      hi = _mm256_fmadd_ps(w, b1, hi);               \
+      if constexpr (W != kNarrow) hi = _mm256_fmadd_ps(w, b1, hi); \
     }
     RUBIKS_ROWS(RUBIKS_FMA)
 #undef RUBIKS_FMA
   }
 #define RUBIKS_STORE(i, lo, hi) \
-  if constexpr (MR > i) store_row<Full>(C + (m0 + i) * ldc + n0, lo, hi, ep, m0 + i, mask0, mask1);
+  if constexpr (MR > i) store_row<W>(C + (m0 + i) * ldc + n0, lo, hi, ep, m0 + i, mask0, mask1);
   RUBIKS_ROWS(RUBIKS_STORE)
 #undef RUBIKS_STORE
 #undef RUBIKS_ROWS
 }
 
 // All rows of C for one strip of pixels: blocks of 6 rows, then the 1-5 left.
-template <bool Full>
+template <int W>
 __attribute__((target("avx2,fma"))) inline void strip(const PackedWeights& A, const float* panel, float* C,
                                                     int64_t ldc, const TileEpilogue& ep, int64_t n0, int64_t n) {
   int64_t m0 = 0;
-  for (; m0 + 6 <= A.M; m0 += 6) micro_tile<6, Full>(A, panel, C, ldc, ep, m0, n0, n);
+  for (; m0 + 6 <= A.M; m0 += 6) micro_tile<6, W>(A, panel, C, ldc, ep, m0, n0, n);
   switch (A.M - m0) {
-    case 5: return micro_tile<5, Full>(A, panel, C, ldc, ep, m0, n0, n);
-    case 4: return micro_tile<4, Full>(A, panel, C, ldc, ep, m0, n0, n);
-    case 3: return micro_tile<3, Full>(A, panel, C, ldc, ep, m0, n0, n);
-    case 2: return micro_tile<2, Full>(A, panel, C, ldc, ep, m0, n0, n);
-    case 1: return micro_tile<1, Full>(A, panel, C, ldc, ep, m0, n0, n);
+    case 5: return micro_tile<5, W>(A, panel, C, ldc, ep, m0, n0, n);
+    case 4: return micro_tile<4, W>(A, panel, C, ldc, ep, m0, n0, n);
+    case 3: return micro_tile<3, W>(A, panel, C, ldc, ep, m0, n0, n);
+    case 2: return micro_tile<2, W>(A, panel, C, ldc, ep, m0, n0, n);
+    case 1: return micro_tile<1, W>(A, panel, C, ldc, ep, m0, n0, n);
     default: return;
   }
 }
@@ -154,14 +159,15 @@ __attribute__((target("avx2,fma"))) inline void tile_gemm(const PackedWeights& A
         _mm256_storeu_ps(panel + k * 16, _mm256_loadu_ps(b));
         _mm256_storeu_ps(panel + k * 16 + 8, _mm256_loadu_ps(b + 8));
       }
-      detail::strip<true>(A, panel, C, ldc, ep, n0, 16);
+      detail::strip<detail::kFull>(A, panel, C, ldc, ep, n0, 16);
     } else {
       const __m256i mask0 = detail::lane_mask(n < 8 ? n : 8), mask1 = detail::lane_mask(n > 8 ? n - 8 : 0);
       for (int64_t k = 0; k < A.K; ++k, b += ldb) {
         _mm256_storeu_ps(panel + k * 16, _mm256_maskload_ps(b, mask0));
         _mm256_storeu_ps(panel + k * 16 + 8, _mm256_maskload_ps(b + 8, mask1));
       }
-      detail::strip<false>(A, panel, C, ldc, ep, n0, n);
+      if (n > 8) detail::strip<detail::kMasked>(A, panel, C, ldc, ep, n0, n);
+      else detail::strip<detail::kNarrow>(A, panel, C, ldc, ep, n0, n);
     }
   }
 }
