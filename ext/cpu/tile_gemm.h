@@ -110,7 +110,9 @@ __attribute__((target("avx2,fma"))) inline void micro_tile(const PackedWeights& 
   }
   const float* a = A.block(m0);
   const float* b = panel;
-  for (int64_t k = 0; k < A.K; ++k, a += PackedWeights::kRows, b += 16) {
+  const int64_t K = A.K;  // a local: read through A's reference it was loaded again every k
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k, a += PackedWeights::kRows, b += 16) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = W == kNarrow ? b0 : _mm256_loadu_ps(b + 8);
 #define RUBIKS_FMA(i, lo, hi)                       \
     if constexpr (MR > i) {                          \
