@@ -93,15 +93,11 @@ inline void gather_interior_rows(T* out, const RowSources<T>& rs, T w0, T w1, in
 
 }  // namespace detail
 
-// out[0, ax.dst_len) = sum over source rows and W taps (zero where a tap reads outside).
+// The edges of gather_row: out[k] for k in [0, lo) and [hi, dst_len), where some W tap reads outside
+// the row (checked per element).
 template <typename T>
-inline void gather_row(T* __restrict out, const RowSources<T>& rs, const GatherTaps& wt) {
+inline void gather_edges(T* __restrict out, const RowSources<T>& rs, const GatherTaps& wt) {
   const AxisTaps& ax = wt.ax;
-  if (rs.count == 0) {
-    std::fill(out, out + ax.dst_len, T(0));
-    return;
-  }
-  // edges: some tap reads outside the row, checked per element
   auto edge = [&](int64_t k) {
     T acc = 0;
     for (int t = 0; t < ax.ntaps; ++t) {
@@ -115,6 +111,17 @@ inline void gather_row(T* __restrict out, const RowSources<T>& rs, const GatherT
   };
   for (int64_t k = 0; k < wt.lo; ++k) edge(k);
   for (int64_t k = wt.hi; k < ax.dst_len; ++k) edge(k);
+}
+
+// out[0, ax.dst_len) = sum over source rows and W taps (zero where a tap reads outside).
+template <typename T>
+inline void gather_row(T* __restrict out, const RowSources<T>& rs, const GatherTaps& wt) {
+  const AxisTaps& ax = wt.ax;
+  if (rs.count == 0) {
+    std::fill(out, out + ax.dst_len, T(0));
+    return;
+  }
+  gather_edges(out, rs, wt);
   const T w0 = static_cast<T>(ax.weight[0]), w1 = static_cast<T>(ax.weight[1]);
   const int64_t s = ax.stride, off = ax.off[0], d = ax.off[1] - ax.off[0];
   if (ax.ntaps == 1) {

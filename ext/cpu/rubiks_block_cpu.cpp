@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -198,6 +199,59 @@ void block_mid(const BlockArgs& a, const MidFrames& mid, int64_t f0, int64_t f1)
   });
 }
 
+// out[0:n) = sum over the NT terms of coef[i] * src[i][0:n)
+template <int NT>
+inline void sum_terms(float* __restrict out, const float* const* src, const float* coef, int64_t n) {
+  const float* __restrict p[NT];
+  float w[NT];
+  for (int i = 0; i < NT; ++i) {
+    p[i] = src[i];
+    w[i] = coef[i];
+  }
+#pragma omp simd
+  for (int64_t q = 0; q < n; ++q) {
+    float acc = 0.0f;
+    for (int i = 0; i < NT; ++i) acc += w[i] * p[i][q];
+    out[q] = acc;
+  }
+}
+
+// Stride 1: rows [ra, rb) of channel c's output tile as one flat run of (rb - ra) * W pixels. Every term
+// (T tap x H tap x W tap) is the plane read at one flat offset, so the run is a weighted sum of shifted
+// runs, vectorised across row ends (per row, a 14- or 7-pixel row leaves most of it to scalar remainder
+// and edge code). Where a W tap reads outside its row the flat read wraps into the next row: those
+// columns, [0, lo) and [hi, W), are recomputed exactly afterwards. The caller picks [ra, rb) so that every
+// H tap reads inside the frame and every flat read inside the plane.
+inline void shift_rows_flat(const float* const* planes, const float* tw, int nt, const AxisTaps& ty,
+                            const GatherTaps& wx, int64_t W, int64_t ra, int64_t rb, float* out) {
+  const AxisTaps& tx = wx.ax;
+  const float* src[8];
+  float coef[8];
+  int n = 0;
+  for (int u = 0; u < nt; ++u)
+    for (int k = 0; k < ty.ntaps; ++k)
+      for (int x = 0; x < tx.ntaps; ++x) {
+        src[n] = planes[u] + (ra + ty.off[k]) * W + tx.off[x];
+        coef[n++] = static_cast<float>(double(tw[u]) * ty.weight[k] * tx.weight[x]);
+      }
+  const int64_t len = (rb - ra) * W;
+  switch (n) {
+    case 1:
+      if (coef[0] == 1.0f) std::memcpy(out, src[0], len * sizeof(float));  // an integer shift: a move
+      else sum_terms<1>(out, src, coef, len);
+      break;
+    case 2: sum_terms<2>(out, src, coef, len); break;
+    case 4: sum_terms<4>(out, src, coef, len); break;
+    default: sum_terms<8>(out, src, coef, len); break;
+  }
+  for (int64_t r = ra; r < rb; ++r) {
+    RowSources<float> rows;
+    for (int k = 0; k < ty.ntaps; ++k)
+      for (int u = 0; u < nt; ++u) rows.add(planes[u] + (r + ty.off[k]) * W, double(tw[u]) * ty.weight[k]);
+    gather_edges(out + (r - ra) * W, rows, wx);
+  }
+}
+
 // shifted[c, 0:nr, :] = the shift of `mid` at output rows [r0, r0 + nr) of frame f.
 RUBIKS_ISA_CLONES void shift_tile(const BlockArgs& a, const MidFrames& mid, const std::vector<ChannelTaps>& taps,
                                   const std::vector<GatherTaps>& wtaps, int64_t f, int64_t r0, int64_t nr,
@@ -214,15 +268,38 @@ RUBIKS_ISA_CLONES void shift_tile(const BlockArgs& a, const MidFrames& mid, cons
       planes[nt] = mid.at(clip0 + j) + c * HW;
       tw[nt++] = static_cast<float>(tp[0].weight[k]);
     }
-    for (int64_t r = 0; r < nr; ++r) {
+    float* out = shifted + c * nr * a.Wd;
+    auto row = [&](int64_t r) {  // one output row, r in [r0, r0 + nr)
       RowSources<float> rows;
       for (int k = 0; k < tp[1].ntaps; ++k) {
-        const int64_t i = tp[1].source(k, r0 + r);
+        const int64_t i = tp[1].source(k, r);
         if (i < 0) continue;
         for (int u = 0; u < nt; ++u) rows.add(planes[u] + i * a.W, double(tw[u]) * tp[1].weight[k]);
       }
-      gather_row(shifted + (c * nr + r) * a.Wd, rows, wtaps[c]);
+      gather_row(out + (r - r0) * a.Wd, rows, wtaps[c]);
+    };
+    int64_t ra = r0, rb = r0;  // the rows taken flat (stride 1, a frame to read); none: ra == rb == r0
+    if (a.stride == 1 && nt > 0) {
+      rb = r0 + nr;
+      int64_t lo_off = 0, hi_off = 0;  // the flat reads' offsets from the output pixel, least and most
+      for (int k = 0; k < tp[1].ntaps; ++k) {
+        int64_t l, h;
+        tp[1].valid_range(k, &l, &h);
+        ra = std::max(ra, l);
+        rb = std::min(rb, h);
+        for (int x = 0; x < tp[2].ntaps; ++x) {
+          const int64_t o = tp[1].off[k] * a.W + tp[2].off[x];
+          lo_off = k + x == 0 ? o : std::min(lo_off, o);
+          hi_off = k + x == 0 ? o : std::max(hi_off, o);
+        }
+      }
+      while (ra < rb && ra * a.W + lo_off < 0) ++ra;
+      while (rb > ra && rb * a.W - 1 + hi_off > HW - 1) --rb;
+      if (rb - ra < 2) ra = rb = r0;  // a row or none: the row path
     }
+    for (int64_t r = r0; r < ra; ++r) row(r);
+    if (rb > ra) shift_rows_flat(planes, tw, nt, tp[1], wtaps[c], a.W, ra, rb, out + (ra - r0) * a.W);
+    for (int64_t r = rb; r < r0 + nr; ++r) row(r);
   }
 }
 
