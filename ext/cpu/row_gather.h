@@ -68,6 +68,16 @@ inline void gather_interior(T* __restrict out, const RowSources<T>& rs, T w0, T 
       }
       out[k] = acc;
     }
+  } else if (s == 2) {  // a constant stride: vectorised with loads and shuffles (a runtime one is not)
+#pragma omp simd
+    for (int64_t k = lo; k < hi; ++k) {
+      T acc = 0;
+      for (int r = 0; r < R; ++r) {
+        acc += a[r] * p[r][2 * k];
+        if (TwoTaps) acc += b[r] * p[r][2 * k + d];
+      }
+      out[k] = acc;
+    }
   } else {
     for (int64_t k = lo; k < hi; ++k) {
       T acc = 0;
