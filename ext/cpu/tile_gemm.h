@@ -4,7 +4,7 @@
 // init zero or another tensor's rows (the block's residual, row stride ldi), and the epilogue an
 // optional per-row bias and ReLU, applied while the result is in registers.
 //
-// Why not the BLAS: on these thin shapes (K and M of 54-432, N a few hundred pixels) MKL's sgemm packs
+// Why not the BLAS: on these thin shapes (M of 54-576, K up to 864, N a few hundred pixels) MKL's sgemm packs
 // the weights again on every tile, zero-fills C for beta = 0, and the bias/ReLU and the residual copy
 // each cost another pass over the tile. Here the weights are packed once per op call (PackedWeights),
 // a strip of 16 pixels of B is copied into a contiguous K x 16 panel (zero-padded past N, so the inner
