@@ -91,20 +91,21 @@ def test_predict_classifies_like_evaluation_and_reports_bad_files(trained, colou
     assert code == 1 and out["failed"] == 2  # the bad files fail, the others are still classified
     rows = {r["video"]: r for r in out["videos"]}
     assert "file not found" in rows[missing]["error"] and "cannot decode" in rows[str(corrupt)]["error"]
-    correct, predicted = 0, set()
+    correct, seen = 0, []
     for path, label in videos:
         top = rows[path]["top"]
-        predicted.add(top[0]["class"])
         expected = _eval_probabilities(model, classes, path, label, "1clip")
+        seen.append(expected.numpy())
         got = {t["class"]: t["probability"] for t in top}
         assert got == pytest.approx({c: float(expected[i]) for i, c in enumerate(classes)}, rel=1e-4, abs=1e-6)
         correct += top[0]["class"] == label
     # and the same accuracy as the model's own evaluation of the val manifest
     assert correct / len(videos) == pytest.approx(evaluate(model, cfg, classes, "1clip")["1clip_top1"])
-    # A model that tells the colours apart makes that agreement non-trivial. Not a bar on how well: the
-    # served RS-AQ is hard-maxed after 3 epochs, and where the float rounding differs (another CPU) it
-    # landed at 8/12 where this machine gives 12/12 for seeds 0-5.
-    assert predicted == set(classes) and correct / len(videos) > 0.5
+    # The agreement is per video and per class, so it is not trivial as long as the probabilities depend on
+    # the video. Not a bar on how well the model learned: a 3-epoch RS-AQ, hard-maxed when served, landed
+    # at 12/12 here, 8/12 on CI's machine and once predicted one colour for every video (a full-suite run);
+    # the training tests check learning.
+    assert np.ptp(np.stack(seen), axis=0).max() > 1e-4
 
     two = _predict_json(capsys, trained["checkpoint"], paths[0], "--protocol", "2clip")[1]["videos"][0]["top"]
     expected = _eval_probabilities(model, classes, paths[0], videos[0][1], "2clip")
