@@ -123,25 +123,32 @@ inline void gather_edges(T* __restrict out, const RowSources<T>& rs, const Gathe
   for (int64_t k = wt.hi; k < ax.dst_len; ++k) edge(k);
 }
 
-// out[0, ax.dst_len) = sum over source rows and W taps (zero where a tap reads outside).
+// out[k] for k in [lo, hi) by the interior formula, every tap read without a bounds check: the caller
+// makes sure the reads are inside what rs.row[] point into (gather_row: [wt.lo, wt.hi) of one row; the
+// block kernel: a run of whole rows of a plane, whose wrapped edges it recomputes).
 template <typename T>
-inline void gather_row(T* __restrict out, const RowSources<T>& rs, const GatherTaps& wt) {
-  const AxisTaps& ax = wt.ax;
-  if (rs.count == 0) {
-    std::fill(out, out + ax.dst_len, T(0));
-    return;
-  }
-  gather_edges(out, rs, wt);
+inline void gather_run(T* __restrict out, const RowSources<T>& rs, const AxisTaps& ax, int64_t lo, int64_t hi) {
   const T w0 = static_cast<T>(ax.weight[0]), w1 = static_cast<T>(ax.weight[1]);
   const int64_t s = ax.stride, off = ax.off[0], d = ax.off[1] - ax.off[0];
   if (ax.ntaps == 1) {
     if (rs.count == 1 && rs.weight[0] == T(1) && w0 == T(1) && s == 1) {  // integer shift: a move
-      std::memcpy(out + wt.lo, rs.row[0] + off + wt.lo, (wt.hi - wt.lo) * sizeof(T));
+      std::memcpy(out + lo, rs.row[0] + off + lo, (hi - lo) * sizeof(T));
       return;
     }
-    return detail::gather_interior_rows<T, false>(out, rs, w0, w1, s, off, d, wt.lo, wt.hi);
+    return detail::gather_interior_rows<T, false>(out, rs, w0, w1, s, off, d, lo, hi);
   }
-  detail::gather_interior_rows<T, true>(out, rs, w0, w1, s, off, d, wt.lo, wt.hi);
+  detail::gather_interior_rows<T, true>(out, rs, w0, w1, s, off, d, lo, hi);
+}
+
+// out[0, ax.dst_len) = sum over source rows and W taps (zero where a tap reads outside).
+template <typename T>
+inline void gather_row(T* __restrict out, const RowSources<T>& rs, const GatherTaps& wt) {
+  if (rs.count == 0) {
+    std::fill(out, out + wt.ax.dst_len, T(0));
+    return;
+  }
+  gather_edges(out, rs, wt);
+  gather_run(out, rs, wt.ax, wt.lo, wt.hi);
 }
 
 }  // namespace rubiks

@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -66,8 +65,8 @@ int64_t tile_floats() {
 // The element-wise work of a tile (pre-activation, bias/ReLU, the shift's gather) is compiled twice, for
 // x86-64-v3 (AVX2 + FMA) and for baseline x86-64, and the CPU picks one when the library loads: the
 // binary stays portable and takes 8-wide vectors where they exist. `flatten` inlines the helpers
-// (bn_relu, gather_row) into each copy so they are vectorised for its ISA. The GEMMs are MKL's, which
-// dispatches on its own.
+// (bn_relu, gather_row) into each copy so they are vectorised for its ISA. The GEMMs are not in them:
+// tile_gemm is AVX2 + FMA only, and MKL dispatches on its own.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define RUBIKS_ISA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
 #else
@@ -199,23 +198,6 @@ void block_mid(const BlockArgs& a, const MidFrames& mid, int64_t f0, int64_t f1)
   });
 }
 
-// out[0:n) = sum over the NT terms of coef[i] * src[i][0:n)
-template <int NT>
-inline void sum_terms(float* __restrict out, const float* const* src, const float* coef, int64_t n) {
-  const float* __restrict p[NT];
-  float w[NT];
-  for (int i = 0; i < NT; ++i) {
-    p[i] = src[i];
-    w[i] = coef[i];
-  }
-#pragma omp simd
-  for (int64_t q = 0; q < n; ++q) {
-    float acc = 0.0f;
-    for (int i = 0; i < NT; ++i) acc += w[i] * p[i][q];
-    out[q] = acc;
-  }
-}
-
 // Stride 1: rows [ra, rb) of channel c's output tile as one flat run of (rb - ra) * W pixels. Every term
 // (T tap x H tap x W tap) is the plane read at one flat offset, so the run is a weighted sum of shifted
 // runs, vectorised across row ends (per row, a 14- or 7-pixel row leaves most of it to scalar remainder
@@ -224,32 +206,15 @@ inline void sum_terms(float* __restrict out, const float* const* src, const floa
 // H tap reads inside the frame and every flat read inside the plane.
 inline void shift_rows_flat(const float* const* planes, const float* tw, int nt, const AxisTaps& ty,
                             const GatherTaps& wx, int64_t W, int64_t ra, int64_t rb, float* out) {
-  const AxisTaps& tx = wx.ax;
-  const float* src[8];
-  float coef[8];
-  int n = 0;
-  for (int u = 0; u < nt; ++u)
-    for (int k = 0; k < ty.ntaps; ++k)
-      for (int x = 0; x < tx.ntaps; ++x) {
-        src[n] = planes[u] + (ra + ty.off[k]) * W + tx.off[x];
-        coef[n++] = static_cast<float>(double(tw[u]) * ty.weight[k] * tx.weight[x]);
-      }
-  const int64_t len = (rb - ra) * W;
-  switch (n) {
-    case 1:
-      if (coef[0] == 1.0f) std::memcpy(out, src[0], len * sizeof(float));  // an integer shift: a move
-      else sum_terms<1>(out, src, coef, len);
-      break;
-    case 2: sum_terms<2>(out, src, coef, len); break;
-    case 4: sum_terms<4>(out, src, coef, len); break;
-    default: sum_terms<8>(out, src, coef, len); break;
-  }
-  for (int64_t r = ra; r < rb; ++r) {
+  // the source rows of output row r, as gather_row takes them
+  auto sources = [&](int64_t r) {
     RowSources<float> rows;
     for (int k = 0; k < ty.ntaps; ++k)
       for (int u = 0; u < nt; ++u) rows.add(planes[u] + (r + ty.off[k]) * W, double(tw[u]) * ty.weight[k]);
-    gather_edges(out + (r - ra) * W, rows, wx);
-  }
+    return rows;
+  };
+  gather_run(out, sources(ra), wx.ax, 0, (rb - ra) * W);  // row ra's sources, read on through the rows below
+  for (int64_t r = ra; r < rb; ++r) gather_edges(out + (r - ra) * W, sources(r), wx);
 }
 
 // shifted[c, 0:nr, :] = the shift of `mid` at output rows [r0, r0 + nr) of frame f.
